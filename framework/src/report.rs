@@ -1,0 +1,147 @@
+//! What a run tells its reader: a summary table, the diff and console tail of
+//! each failure, and per-case artifacts on disk.
+
+use crate::error::{Error, Result};
+use crate::machine::qemu;
+use crate::run::RunReport;
+use crate::runner::{CaseResult, Verdict};
+use crate::snapshot::SnapshotVerdict;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// How many console lines a failure shows.
+const CONSOLE_TAIL: usize = 25;
+
+/// The summary table: case, outcome, verdict, seconds.
+pub fn summary(report: &RunReport) -> String {
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.case.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "{:<width$}  {:<17}  {:<7}  {:>7}\n",
+        "case", "outcome", "verdict", "seconds"
+    );
+    for result in &report.results {
+        let verdict = match &result.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail(_) => "FAIL",
+            Verdict::Skip(_) => "skip",
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<17}  {:<7}  {:>7.1}",
+            result.case.name,
+            result.observation.outcome.kind(),
+            verdict,
+            result.seconds
+        );
+    }
+    let count = |f: fn(&Verdict) -> bool| report.results.iter().filter(|r| f(&r.verdict)).count();
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed, {} skipped (accelerator {}: {})",
+        count(|v| matches!(v, Verdict::Pass)),
+        count(|v| matches!(v, Verdict::Fail(_))),
+        count(|v| matches!(v, Verdict::Skip(_))),
+        report.context.host.accel,
+        report.context.host.accel_reason
+    );
+    out
+}
+
+/// Skips and failures explained, each in its own block.
+pub fn explanations(report: &RunReport) -> String {
+    let mut out = String::new();
+    for result in &report.results {
+        match &result.verdict {
+            Verdict::Pass => {}
+            Verdict::Skip(reason) => {
+                let _ = writeln!(out, "skipped {}: {reason}", result.case.name);
+            }
+            Verdict::Fail(reasons) => out.push_str(&failure(report, result, reasons)),
+        }
+    }
+    out
+}
+
+fn failure(report: &RunReport, result: &CaseResult, reasons: &[String]) -> String {
+    let mut out = format!(
+        "\n=== FAIL {} ({}:{})\n",
+        result.case.name,
+        result.case.file.display(),
+        result.case.line
+    );
+    for reason in reasons {
+        let _ = writeln!(out, "  {reason}");
+    }
+    if let Some(SnapshotVerdict::Mismatch { diff, .. }) = &result.snapshot {
+        let _ = writeln!(out, "--- snapshot diff (golden -> observed)\n{diff}");
+    }
+    if !result.argv.is_empty() {
+        let line = qemu::shell_line(&report.context.host.qemu, &result.argv);
+        let _ = writeln!(out, "--- qemu argv\n{line}");
+    }
+    let tail = console_tail(&result.serial, CONSOLE_TAIL);
+    if !tail.is_empty() {
+        let _ = writeln!(out, "--- console (last {CONSOLE_TAIL} lines)\n{tail}");
+    }
+    let _ = writeln!(out, "--- reproduce\n{}", reproduce(report, result));
+    out
+}
+
+/// The last `n` clean lines of a raw serial log.
+pub fn console_tail(serial: &[u8], n: usize) -> String {
+    let mut lines = crate::console::LineAssembler::new();
+    let mut all = lines.push(serial);
+    all.extend(lines.finish());
+    let start = all.len().saturating_sub(n);
+    all[start..].join("\n")
+}
+
+/// The command that runs this one case again on the same kernel.
+pub fn reproduce(report: &RunReport, result: &CaseResult) -> String {
+    let kernel = &report.context.kernel;
+    let mut words = vec![
+        "vmgate".to_string(),
+        "run".into(),
+        result.case.file.display().to_string(),
+    ];
+    words.extend(["--filter".into(), result.case.name.clone()]);
+    words.extend(["--kernel".into(), kernel.path.display().to_string()]);
+    words.extend(["--accel".into(), report.context.host.accel.to_string()]);
+    shell_words::join(words)
+}
+
+/// Writes `<dir>/<case>/`: serial.log, console.log, qemu-argv.txt,
+/// observation.json, snapshot.diff (if any) and reproduce.sh.
+pub fn write_artifacts(report: &RunReport, dir: &Path) -> Result<()> {
+    for result in &report.results {
+        let case_dir = dir.join(&result.case.name);
+        std::fs::create_dir_all(&case_dir).map_err(|e| Error::io(&case_dir, e))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = case_dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+        };
+        write("serial.log", &result.serial)?;
+        write(
+            "console.log",
+            console_tail(&result.serial, usize::MAX).as_bytes(),
+        )?;
+        let argv = qemu::shell_line(&report.context.host.qemu, &result.argv);
+        write("qemu-argv.txt", format!("{argv}\n").as_bytes())?;
+        let observation = serde_json::to_string_pretty(&result.observation).unwrap_or_default();
+        write("observation.json", observation.as_bytes())?;
+        if let Some(SnapshotVerdict::Mismatch { diff, .. }) = &result.snapshot {
+            write("snapshot.diff", diff.as_bytes())?;
+        }
+        write(
+            "reproduce.sh",
+            format!("#!/bin/sh\n{}\n", reproduce(report, result)).as_bytes(),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! A whole run: validate the scenarios, get the kernel and image, probe the
+//! host, boot every case with at most N at a time, and collect the results.
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::host::{self, AccelChoice};
+use crate::image;
+use crate::initramfs::Archive;
+use crate::kernel::Kernel;
+use crate::machine::ssh::ClientKey;
+use crate::modules::{self, ModuleTree};
+use crate::runner::{self, CaseResult, RunContext};
+use crate::scenario::{self, Case};
+use crate::snapshot::SnapshotPolicy;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::info;
+
+/// What `vmgate run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Scenario files or directories.
+    pub scenarios: Vec<PathBuf>,
+    /// The kernel; `None` for Debian's cloud kernel.
+    pub kernel: Option<PathBuf>,
+    /// The kernel's `lib/modules/<release>` directory, if it needs modules.
+    pub modules: Option<PathBuf>,
+    /// Overrides the snapshot label.
+    pub label: Option<String>,
+    /// The accelerator choice.
+    pub accel: AccelChoice,
+    /// Only cases whose name contains this.
+    pub filter: Option<String>,
+    /// VMs at a time; `None` picks from the host's cores and memory.
+    pub jobs: Option<usize>,
+    /// The image recipe directory.
+    pub image: PathBuf,
+    /// The snapshot root; a run uses `<root>/<label>`.
+    pub snapshots: PathBuf,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// How snapshots are checked.
+    pub policy: SnapshotPolicy,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The shared context the cases ran in.
+    pub context: RunContext,
+    /// Every case's result, in scenario order.
+    pub results: Vec<CaseResult>,
+}
+
+/// Loads and filters the cases; every problem is reported before any VM starts.
+pub fn load_cases(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<Case>> {
+    let cases = scenario::load(paths)?;
+    Ok(match filter {
+        Some(pattern) => scenario::filter(cases, pattern),
+        None => cases,
+    })
+}
+
+/// Runs every case and returns the results; errors are infrastructure failures.
+pub async fn run(options: &RunOptions) -> Result<RunReport> {
+    let cases = load_cases(&options.scenarios, options.filter.as_deref())?;
+    let kernel = match &options.kernel {
+        Some(path) => Kernel::from_path(path, options.modules.clone())?,
+        None => Kernel::default_kernel(&Cache::from_env()?)?,
+    }
+    .with_label(options.label.clone());
+    info!(kernel = %kernel.path.display(), release = %kernel.release, cases = cases.len(), "run");
+    let (run_dir, context) = prepare(options, kernel).await?;
+    let jobs = options
+        .jobs
+        .unwrap_or_else(|| default_jobs(options.memory_mib))
+        .max(1);
+    let results = run_cases(&context, cases, jobs).await;
+    drop(run_dir);
+    Ok(RunReport { context, results })
+}
+
+/// Builds what the cases share: image, initramfs, key, host probe.
+pub async fn prepare(
+    options: &RunOptions,
+    kernel: Kernel,
+) -> Result<(tempfile::TempDir, RunContext)> {
+    let cache = Cache::from_env()?;
+    let image = image::build(&cache, &options.image)?;
+    let run_dir = host::private_dir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let key = ClientKey::generate(run_dir.path()).map_err(|e| Error::HostTool {
+        program: "vmgate".into(),
+        message: e.to_string(),
+    })?;
+    let initrd = run_dir.path().join("initrd.img");
+    compose_initrd(&image.path, &kernel, &key, &initrd)?;
+    let host = host::probe(options.accel, &kernel.path, &initrd).await?;
+    let context = RunContext {
+        snapshot_dir: options.snapshots.join(&kernel.label),
+        host,
+        kernel,
+        initrd,
+        key,
+        memory_mib: options.memory_mib,
+        policy: options.policy,
+    };
+    Ok((run_dir, context))
+}
+
+/// The base image, then the kernel's module layer, then the run's key layer:
+/// Linux unpacks concatenated archives in order, each over the last.
+fn compose_initrd(base: &Path, kernel: &Kernel, key: &ClientKey, out: &Path) -> Result<()> {
+    let mut bytes = std::fs::read(base).map_err(|e| Error::io(base, e))?;
+    let mut layers: Vec<Archive> = Vec::new();
+    if let Some(dir) = &kernel.modules {
+        layers.push(ModuleTree::open(dir)?.layer(&kernel.release, &modules::WANTED)?);
+    }
+    layers.push(image::key_layer(&key.public_line));
+    for layer in layers {
+        // The kernel only takes an uncompressed archive that starts 4-byte aligned.
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        bytes.extend(layer.to_cpio().map_err(|e| Error::io(out, e))?);
+    }
+    std::fs::write(out, bytes).map_err(|e| Error::io(out, e))
+}
+
+async fn run_cases(context: &RunContext, cases: Vec<Case>, jobs: usize) -> Vec<CaseResult> {
+    let context = Arc::new(context.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, case) in cases.into_iter().enumerate() {
+        let (context, slots) = (context.clone(), slots.clone());
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            (index, runner::run_case(&context, case).await)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// One VM per core, as far as memory allows (each VM costs its guest memory
+/// plus about 128 MiB of QEMU's own).
+pub fn default_jobs(memory_mib: u32) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let available = available_memory_mib().unwrap_or(u64::MAX);
+    let by_memory = available / (u64::from(memory_mib) + 128);
+    cores.min(by_memory.max(1) as usize)
+}
+
+fn available_memory_mib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}

@@ -1,0 +1,456 @@
+//! Running one case: boot its VM, wait for readiness, observe the guest over
+//! SSH, shut down, and judge the observation against the expectation and the
+//! golden snapshot.
+
+use crate::host::Host;
+use crate::kernel::Kernel;
+use crate::machine::qemu::QemuConfig;
+use crate::machine::ssh::{ClientKey, Ssh, SshError};
+use crate::machine::{free_port, Machine, StartError};
+use crate::observation::{BootOutcome, CommandResult, CommandRun, Observation};
+use crate::scenario::{Case, ExpectedOutcome};
+use crate::snapshot::{self, SnapshotPolicy, SnapshotVerdict};
+use crate::watch::{BootWatch, Wait};
+use crate::{paxtest, probe};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::{info, info_span, warn, Instrument};
+
+/// What every case of one run shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The host and its accelerator.
+    pub host: Host,
+    /// The kernel under test.
+    pub kernel: Kernel,
+    /// The run's initramfs: image, module layer and key layer.
+    pub initrd: PathBuf,
+    /// The run's SSH key.
+    pub key: ClientKey,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// `snapshots/<label>`.
+    pub snapshot_dir: PathBuf,
+    /// How snapshots are checked.
+    pub policy: SnapshotPolicy,
+}
+
+/// The verdict on one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "reasons", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Everything matched.
+    Pass,
+    /// What did not match.
+    Fail(Vec<String>),
+    /// Why the case did not run.
+    Skip(String),
+}
+
+/// One case's result.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// What was seen.
+    pub observation: Observation,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The snapshot comparison, where the case booted at all.
+    pub snapshot: Option<SnapshotVerdict>,
+    /// QEMU's argv, where QEMU was started.
+    pub argv: Vec<String>,
+    /// The raw serial console.
+    pub serial: Vec<u8>,
+    /// Wall time of the case.
+    pub seconds: f64,
+}
+
+/// Per-stage deadlines, scaled for the accelerator.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    boot: Duration,
+    ssh: Duration,
+    command: Duration,
+    paxtest: Duration,
+}
+
+impl Deadlines {
+    fn for_case(ctx: &RunContext, case: &Case) -> Deadlines {
+        let scale = match ctx.host.accel {
+            crate::accel::Accel::Kvm => 1,
+            crate::accel::Accel::Tcg => 4,
+        };
+        let secs = |s: u64| Duration::from_secs(s * scale);
+        Deadlines {
+            boot: case.timeout.unwrap_or(secs(30)),
+            ssh: secs(10),
+            command: secs(15),
+            paxtest: secs(60),
+        }
+    }
+}
+
+/// Runs one case from start to verdict.
+pub async fn run_case(ctx: &RunContext, case: Case) -> CaseResult {
+    let span = info_span!("case", case = %case.name, kernel = %ctx.kernel.label);
+    async {
+        let start = Instant::now();
+        let mut result = match unmet_requirement(ctx, &case) {
+            Some(reason) => skipped(ctx, case, reason),
+            None => boot_and_judge(ctx, case).await,
+        };
+        result.seconds = start.elapsed().as_secs_f64();
+        let outcome = &result.observation.outcome;
+        info!(outcome = outcome.kind(), verdict = ?result.verdict, seconds = result.seconds, "case done");
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn unmet_requirement(ctx: &RunContext, case: &Case) -> Option<String> {
+    if let Some(accel) = case.requires.accel {
+        if accel != ctx.host.accel {
+            return Some(format!(
+                "requires accel {accel}, running under {}",
+                ctx.host.accel
+            ));
+        }
+    }
+    let missing: Vec<&str> = case
+        .requires
+        .cpu
+        .iter()
+        .filter(|flag| !ctx.host.cpu_flags.contains(flag.as_str()))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let model = match ctx.host.accel {
+        crate::accel::Accel::Kvm => "host",
+        crate::accel::Accel::Tcg => "max",
+    };
+    Some(format!(
+        "guest CPU ({} under {}) lacks {}",
+        model,
+        ctx.host.accel,
+        missing.join(", ")
+    ))
+}
+
+fn skipped(ctx: &RunContext, case: Case, reason: String) -> CaseResult {
+    let outcome = BootOutcome::Skipped {
+        reason: reason.clone(),
+    };
+    let observation =
+        Observation::not_booted(&case.name, &ctx.kernel.release, ctx.host.accel, outcome);
+    CaseResult {
+        case,
+        observation,
+        verdict: Verdict::Skip(reason),
+        snapshot: None,
+        argv: Vec::new(),
+        serial: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+async fn boot_and_judge(ctx: &RunContext, case: Case) -> CaseResult {
+    let dir = match crate::host::private_dir() {
+        Ok(dir) => dir,
+        Err(e) => return infra_failure(ctx, case, format!("temporary directory: {e}")),
+    };
+    let serial_log = dir.path().join("serial.log");
+    let machine = match start_machine(ctx, &case, dir.path()).await {
+        Ok(machine) => machine,
+        Err((argv, outcome)) => {
+            let mut result = judge(ctx, case, not_booted(ctx, outcome), argv);
+            result.serial = std::fs::read(&serial_log).unwrap_or_default();
+            return result;
+        }
+    };
+    let argv = machine.argv().to_vec();
+    let observation = observe(ctx, &case, machine).await;
+    let mut result = judge(ctx, case, observation, argv);
+    result.serial = std::fs::read(&serial_log).unwrap_or_default();
+    result
+}
+
+fn not_booted(ctx: &RunContext, outcome: BootOutcome) -> Observation {
+    Observation::not_booted("", &ctx.kernel.release, ctx.host.accel, outcome)
+}
+
+fn infra_failure(ctx: &RunContext, case: Case, message: String) -> CaseResult {
+    judge(
+        ctx,
+        case,
+        not_booted(ctx, BootOutcome::QemuError { message }),
+        Vec::new(),
+    )
+}
+
+/// Starts QEMU; a forward port taken in the meantime gets one retry on a new port.
+async fn start_machine(
+    ctx: &RunContext,
+    case: &Case,
+    dir: &std::path::Path,
+) -> Result<Machine, (Vec<String>, BootOutcome)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let config = QemuConfig {
+            binary: ctx.host.qemu.clone(),
+            accel: ctx.host.accel,
+            memory_mib: ctx.memory_mib,
+            cpus: 1,
+            kernel: ctx.kernel.path.clone(),
+            initrd: ctx.initrd.clone(),
+            params: case.params.clone(),
+            qmp_socket: dir.join("qmp.sock"),
+            ssh_port: free_port().map_err(|e| (Vec::new(), qemu_error(e.to_string())))?,
+        };
+        info!(cmdline = %config.cmdline(), accel = %config.accel, "boot started");
+        match Machine::start(&config, &dir.join("serial.log")).await {
+            Ok(machine) => return Ok(machine),
+            Err(StartError::Qmp { stderr, .. })
+                if attempt == 1 && stderr.contains("Could not set up host forwarding rule") =>
+            {
+                warn!("forward port taken; retrying on a new port");
+                let _ = std::fs::remove_file(dir.join("qmp.sock"));
+            }
+            Err(e) => return Err((config.args(), qemu_error(start_message(e)))),
+        }
+    }
+}
+
+fn start_message(e: StartError) -> String {
+    match e {
+        StartError::Qmp { message, stderr } => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            last.map(|l| l.trim().to_string()).unwrap_or(message)
+        }
+        other => other.to_string(),
+    }
+}
+
+fn qemu_error(message: String) -> BootOutcome {
+    BootOutcome::QemuError { message }
+}
+
+/// Boots to readiness, reads what the case asks for, and shuts the machine down.
+async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observation {
+    let deadlines = Deadlines::for_case(ctx, case);
+    let mut watch = BootWatch::new();
+    let boot_deadline = tokio::time::Instant::now() + deadlines.boot;
+    let mut observation = not_booted(ctx, BootOutcome::Booted);
+    observation.outcome = match watch.until_ready(&mut machine, boot_deadline).await {
+        Wait::Ended(outcome) => outcome,
+        Wait::Ready => {
+            let host_key = watch.console.host_key.clone();
+            let port = machine.ssh_port();
+            let guest = read_guest(ctx, case, (port, host_key), deadlines, &mut observation);
+            let reached = tokio::select! {
+                outcome = guest => Some(outcome),
+                _ = watch.until_fatal(&mut machine) => None,
+            };
+            reached.unwrap_or_else(|| watch.ended(&machine, "observation"))
+        }
+    };
+    watch.drain(&mut machine).await;
+    if watch.fatal() && matches!(observation.outcome, BootOutcome::Booted) {
+        observation.outcome = watch.ended(&machine, "shutdown");
+    }
+    machine.shutdown(Duration::from_secs(5)).await;
+    if let (BootOutcome::Booted, Some(first)) = (&observation.outcome, watch.console.oopses.first())
+    {
+        observation.outcome = BootOutcome::Oops {
+            line: first.clone(),
+        };
+    }
+    fill_from_console(&mut observation, &watch);
+    observation
+}
+
+fn fill_from_console(observation: &mut Observation, watch: &BootWatch) {
+    let console = &watch.console;
+    observation.command_line = console.command_line.clone();
+    observation.unknown_params = console.unknown_params.clone();
+    observation.oopses = console.oopses.clone();
+    observation.ready_seconds = watch.ready_after.map(|d| d.as_secs_f64());
+}
+
+/// The SSH part of a case; returns the outcome it reached.
+async fn read_guest(
+    ctx: &RunContext,
+    case: &Case,
+    (port, host_key): (u16, Option<String>),
+    deadlines: Deadlines,
+    observation: &mut Observation,
+) -> BootOutcome {
+    let Some(host_key) = host_key else {
+        let error = "the guest printed no host key before its readiness marker".to_string();
+        return BootOutcome::SshUnreachable { error };
+    };
+    let ssh = match connect(ctx, port, &host_key, deadlines.ssh).await {
+        Ok(ssh) => ssh,
+        Err(error) => {
+            return BootOutcome::SshUnreachable {
+                error: error.to_string(),
+            }
+        }
+    };
+    info!("ssh ready");
+    if !case.observe.sysctls.is_empty() {
+        let script = probe::sysctl_script(&case.observe.sysctls);
+        match ssh.exec(&script, deadlines.command).await {
+            Ok(out) => {
+                observation.sysctls = probe::parse_sysctls(&case.observe.sysctls, &out.stdout)
+            }
+            Err(e) => return lost(e),
+        }
+    }
+    for argv in &case.observe.commands {
+        let line = shell_words::join(argv);
+        let result = match ssh.exec(&line, deadlines.command).await {
+            Ok(output) => CommandRun::Ran(output),
+            Err(e) => CommandRun::Failed {
+                error: e.to_string(),
+            },
+        };
+        observation.commands.push(CommandResult {
+            argv: argv.clone(),
+            result,
+        });
+    }
+    if case.observe.paxtest {
+        let tests: Vec<&str> = paxtest::fast_tests().collect();
+        match ssh
+            .exec(&paxtest::framed_script(&tests), deadlines.paxtest)
+            .await
+        {
+            Ok(out) => observation.paxtest = Some(paxtest::parse_framed(&out.stdout)),
+            Err(e) => return lost(e),
+        }
+    }
+    BootOutcome::Booted
+}
+
+fn lost(error: SshError) -> BootOutcome {
+    BootOutcome::SshUnreachable {
+        error: format!("lost the guest: {error}"),
+    }
+}
+
+/// Connects, retrying refused, reset and timed-out attempts until `within` ends:
+/// QEMU's forward accepts connections before the guest's sshd does.
+async fn connect(
+    ctx: &RunContext,
+    port: u16,
+    host_key: &str,
+    within: Duration,
+) -> Result<Ssh, SshError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = Ssh::connect(port, &ctx.key, host_key, left.max(pause)).await;
+        match attempt {
+            Ok(ssh) => return Ok(ssh),
+            Err(e @ (SshError::HostKeyMismatch | SshError::Auth(_) | SshError::Key(_))) => {
+                return Err(e)
+            }
+            Err(e) if tokio::time::Instant::now() + pause >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "ssh not ready; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Judges an observation: the expected outcome first, then the snapshot.
+fn judge(
+    ctx: &RunContext,
+    case: Case,
+    mut observation: Observation,
+    argv: Vec<String>,
+) -> CaseResult {
+    observation.case = case.name.clone();
+    let mut reasons = expectation_failures(&case, &observation.outcome);
+    let rendered = snapshot::render(&observation);
+    let path = snapshot::path_for(&ctx.snapshot_dir, &case.name);
+    // A case that already failed its expectation never creates a golden file.
+    let policy = SnapshotPolicy {
+        ci: ctx.policy.ci || !reasons.is_empty(),
+        ..ctx.policy
+    };
+    let snapshot = match snapshot::check(&path, &case.name, &rendered, policy) {
+        Ok(verdict) => Some(verdict),
+        Err(e) => {
+            reasons.push(format!("snapshot: {e}"));
+            None
+        }
+    };
+    match &snapshot {
+        Some(SnapshotVerdict::Mismatch { path, .. }) => {
+            reasons.push(format!("snapshot differs from {}", path.display()));
+        }
+        Some(SnapshotVerdict::Missing(path)) if reasons.is_empty() => reasons.push(format!(
+            "no snapshot at {} (CI never creates one: run `vmgate run --accept` and commit it)",
+            path.display()
+        )),
+        _ => {}
+    }
+    let verdict = if reasons.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(reasons)
+    };
+    CaseResult {
+        case,
+        observation,
+        verdict,
+        snapshot,
+        argv,
+        serial: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+/// Why an outcome does not meet the case's expectation; empty when it does.
+pub fn expectation_failures(case: &Case, outcome: &BootOutcome) -> Vec<String> {
+    let expected = case.expect.outcome;
+    let matches = matches!(
+        (expected, outcome),
+        (ExpectedOutcome::Booted, BootOutcome::Booted)
+            | (ExpectedOutcome::Panic, BootOutcome::Panic { .. })
+            | (ExpectedOutcome::Oops, BootOutcome::Oops { .. })
+            | (ExpectedOutcome::Hang, BootOutcome::Hang { .. })
+            | (
+                ExpectedOutcome::SshUnreachable,
+                BootOutcome::SshUnreachable { .. }
+            )
+    );
+    if !matches {
+        let detail = outcome
+            .detail()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        return vec![format!(
+            "expected {expected}, got {}{detail}",
+            outcome.kind()
+        )];
+    }
+    match (&case.expect.message, outcome.detail()) {
+        (Some(wanted), Some(line)) if !line.contains(wanted.as_str()) => {
+            vec![format!(
+                "expected {expected} with \"{wanted}\", got: {line}"
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
