@@ -116,11 +116,8 @@ fn parse_depends(modinfo: &[u8]) -> Vec<String> {
         .split(|&b| b == 0)
         .filter_map(|field| field.strip_prefix(b"depends="))
         .flat_map(|list| {
-            String::from_utf8_lossy(list)
-                .into_owned()
-                .split(',')
-                .map(normal)
-                .collect::<Vec<_>>()
+            let list = String::from_utf8_lossy(list);
+            list.split(',').map(normal).collect::<Vec<_>>()
         })
         .filter(|name| !name.is_empty())
         .collect()

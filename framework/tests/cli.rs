@@ -1,0 +1,226 @@
+//! The `vmgate` binary as a user meets it: exit codes, one-line errors for bad
+//! input, a readable diff for a changed snapshot, and no QEMU left behind, even
+//! after Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `vmgate` with a private TMPDIR, so this test's QEMUs can be told from others'.
+fn vmgate(tmp: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vmgate"));
+    command
+        .current_dir(project())
+        .env("TMPDIR", tmp)
+        .env_remove("VMGATE_LOG");
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Command lines of QEMU processes whose arguments mention `tmp`.
+fn qemus_under(tmp: &Path) -> Vec<String> {
+    let needle = tmp.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.starts_with("qemu-system") && text.contains(&needle) {
+            found.push(text);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_missing_kernel_is_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = vmgate(tmp.path())
+        .args(["run", "--kernel", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("error: /nonexistent: cannot read the kernel"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_kernel_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("bzImage");
+    std::fs::write(&fake, "#!/bin/sh\necho not a kernel\n").unwrap();
+    let output = vmgate(tmp.path())
+        .arg("run")
+        .arg("--kernel")
+        .arg(&fake)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("not an x86 bzImage"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[test]
+fn a_malformed_scenario_names_file_and_line_before_any_boot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.toml");
+    let text =
+        "[[scenario]]\nname = \"x\"\ndescription = \"d\"\nparams = [\"a b\"]\ntimeoutt = 3\n";
+    std::fs::write(&file, text).unwrap();
+    let output = vmgate(tmp.path()).arg("run").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    let shown = file.display().to_string();
+    assert!(
+        said.contains(&format!("{shown}:4:")),
+        "the bad parameter's line: {said}"
+    );
+    assert!(
+        said.contains(&format!("{shown}:5:")),
+        "the unknown key's line: {said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(qemus_under(tmp.path()).is_empty());
+}
+
+#[test]
+fn list_prints_the_expanded_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = vmgate(tmp.path())
+        .args(["list", "--filter", "sanitize"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let names: Vec<&str> = listed.lines().collect();
+    let expected = [
+        "pax_sanitize_slab-off",
+        "pax_sanitize_slab-fast",
+        "pax_sanitize_slab-full",
+    ];
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn an_edited_snapshot_fails_the_run_with_a_diff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots = tmp.path().join("snapshots");
+    let label = "golden";
+    let source = std::fs::read_dir(project().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .next();
+    let source = source.expect("committed snapshots").path();
+    std::fs::create_dir_all(snapshots.join(label)).unwrap();
+    let golden = std::fs::read_to_string(source.join("pax_nouderef.snap")).unwrap();
+    let edited = golden.replace("\"outcome\": \"booted\"", "\"outcome\": \"booted-edited\"");
+    assert_ne!(golden, edited, "the committed snapshot records the outcome");
+    std::fs::write(snapshots.join(label).join("pax_nouderef.snap"), edited).unwrap();
+
+    let output = vmgate(tmp.path())
+        .args([
+            "run",
+            "--filter",
+            "pax_nouderef",
+            "--accel",
+            "tcg",
+            "--label",
+            label,
+        ])
+        .arg("--snapshots")
+        .arg(&snapshots)
+        .arg("--artifacts")
+        .arg(tmp.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        stderr(&output)
+    );
+    assert!(stdout.contains("snapshot differs"), "{stdout}");
+    assert!(
+        stdout.contains("-  \"outcome\": \"booted-edited\","),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+  \"outcome\": \"booted\","), "{stdout}");
+    let artifacts = tmp.path().join("artifacts/pax_nouderef");
+    for file in [
+        "serial.log",
+        "qemu-argv.txt",
+        "observation.json",
+        "snapshot.diff",
+    ] {
+        assert!(artifacts.join(file).is_file(), "{file} missing");
+    }
+    assert!(qemus_under(tmp.path()).is_empty(), "QEMU left running");
+}
+
+#[test]
+fn ctrl_c_mid_run_leaves_no_qemu_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = vmgate(tmp.path())
+        .args([
+            "run",
+            "--filter",
+            "pax_size",
+            "--accel",
+            "tcg",
+            "--snapshots",
+        ])
+        .arg(tmp.path().join("snapshots"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while qemus_under(tmp.path()).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "QEMU never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "vmgate ended before booting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let interrupted = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    while !qemus_under(tmp.path()).is_empty() {
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(5),
+            "QEMU outlived Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let leftovers: Vec<_> = left
+        .iter()
+        .filter(|n| n.to_string_lossy().starts_with("vmgate-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary directories left: {leftovers:?}"
+    );
+}

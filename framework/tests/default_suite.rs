@@ -1,0 +1,137 @@
+//! End to end: the default scenario suite boots the real default kernel (Debian's
+//! cloud kernel, fetched into the cache) under TCG, and every case matches its
+//! committed snapshot. Asserts observed values, not just verdicts.
+
+use std::path::{Path, PathBuf};
+use vmgate::host::AccelChoice;
+use vmgate::observation::BootOutcome;
+use vmgate::probe::SysctlValue;
+use vmgate::run::{self, RunOptions, RunReport};
+use vmgate::runner::{CaseResult, Verdict};
+use vmgate::snapshot::SnapshotPolicy;
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn options() -> RunOptions {
+    RunOptions {
+        scenarios: vec![project().join("scenarios")],
+        kernel: None,
+        modules: None,
+        label: None,
+        accel: AccelChoice::Tcg,
+        filter: None,
+        jobs: Some(2),
+        image: project().join("images/minimal"),
+        snapshots: project().join("snapshots"),
+        memory_mib: 512,
+        policy: SnapshotPolicy {
+            accept: false,
+            ci: true,
+        },
+    }
+}
+
+fn case<'a>(report: &'a RunReport, name: &str) -> &'a CaseResult {
+    let found = report.results.iter().find(|r| r.case.name == name);
+    found.unwrap_or_else(|| panic!("no case {name}"))
+}
+
+fn sysctl(result: &CaseResult, key: &str) -> SysctlValue {
+    result
+        .observation
+        .sysctls
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} not read"))
+}
+
+fn value(v: &str) -> SysctlValue {
+    SysctlValue::Value { value: v.into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_suite_boots_and_matches_its_snapshots() {
+    let report = run::run(&options())
+        .await
+        .expect("the run itself must work");
+    let summary = vmgate::report::summary(&report);
+    let explained = vmgate::report::explanations(&report);
+    println!("{explained}\n{summary}");
+
+    let baseline = case(&report, "baseline");
+    assert_eq!(baseline.observation.outcome, BootOutcome::Booted);
+    assert_eq!(sysctl(baseline, "kernel.randomize_va_space"), value("2"));
+    assert_eq!(
+        sysctl(baseline, "kernel.grsecurity.harden_ptrace"),
+        SysctlValue::Absent
+    );
+    assert_eq!(sysctl(baseline, "kernel.dmesg_restrict"), value("1"));
+    let uname = serde_json::to_value(&baseline.observation.commands[0]).unwrap();
+    assert_eq!(uname["status"], 0);
+    assert_eq!(
+        uname["stdout"].as_str().unwrap().trim(),
+        report.context.kernel.release
+    );
+    let paxtest = baseline.observation.paxtest.as_ref().expect("paxtest ran");
+    let anonymous = &paxtest.results["Executable anonymous mapping"];
+    assert_eq!(
+        *anonymous,
+        vmgate::paxtest::Verdict::Killed,
+        "NX stops it on any kernel"
+    );
+    assert!(baseline.observation.ready_seconds.is_some_and(|s| s > 0.0));
+
+    let nouderef = case(&report, "pax_nouderef");
+    assert_eq!(nouderef.observation.outcome, BootOutcome::Booted);
+    assert_eq!(
+        nouderef.observation.unknown_params,
+        ["pax_nouderef"],
+        "vanilla ignores it"
+    );
+    let cmdline = nouderef
+        .observation
+        .command_line
+        .as_deref()
+        .unwrap_or_default();
+    assert!(cmdline.ends_with("pax_nouderef"), "{cmdline}");
+
+    let full = case(&report, "pax_sanitize_slab-full");
+    assert_eq!(full.observation.unknown_params, ["pax_sanitize_slab=full"]);
+
+    let weak = case(&report, "pax_weakuderef");
+    match &weak.verdict {
+        Verdict::Skip(reason) => assert!(reason.contains("pcid"), "{reason}"),
+        other => panic!("pax_weakuderef must be skipped under TCG, got {other:?}"),
+    }
+
+    let panic = case(&report, "missing_init");
+    match &panic.observation.outcome {
+        BootOutcome::Panic { line } => assert!(line.contains("not syncing"), "{line}"),
+        other => panic!("missing_init must panic, got {other:?}"),
+    }
+
+    for result in &report.results {
+        assert!(
+            !matches!(result.verdict, Verdict::Fail(_)),
+            "{} failed: {:?}\n{explained}",
+            result.case.name,
+            result.verdict
+        );
+    }
+    assert_eq!(vmgate_qemus(), Vec::<String>::new(), "QEMU left running");
+}
+
+/// QEMU processes started by a vmgate run that still exist.
+pub fn vmgate_qemus() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.starts_with("qemu-system") && text.contains("/vmgate-") {
+            found.push(text);
+        }
+    }
+    found
+}
