@@ -155,7 +155,8 @@ fn which(binary: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn kvm_canary(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<(), String> {
+/// Boots `kernel` under KVM and waits for its banner; the error says why not.
+pub async fn kvm_canary(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<(), String> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -9,6 +9,7 @@ use vmgate::error::{Error, ExitStatus};
 use vmgate::host::AccelChoice;
 use vmgate::run::{self, RunOptions};
 use vmgate::runner::Verdict;
+use vmgate::shard::Shard;
 use vmgate::snapshot::SnapshotPolicy;
 
 /// Boot built Linux kernels in QEMU across a scenario matrix and snapshot-test
@@ -23,9 +24,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Boot every case and compare each observation with its golden snapshot.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the cases, one per line, without booting anything.
     List(ListArgs),
+    /// Check the host: QEMU, /dev/kvm and a KVM canary boot, image tools, cache.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// The kernel for the KVM canary [default: Debian's cloud kernel].
+    #[arg(long, env = "VMGATE_KERNEL")]
+    kernel: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -35,6 +45,9 @@ struct ListArgs {
     /// Only cases whose name contains this.
     #[arg(long, env = "VMGATE_FILTER")]
     filter: Option<String>,
+    /// Only shard i of n (1-based), split by a stable hash of the case name.
+    #[arg(long, env = "VMGATE_SHARD")]
+    shard: Option<Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -73,8 +86,14 @@ struct RunArgs {
     )]
     artifacts: PathBuf,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(128..=65536))]
     memory: u32,
+    /// Write a JUnit XML report here.
+    #[arg(long, env = "VMGATE_JUNIT")]
+    junit: Option<PathBuf>,
+    /// Write every observation as JSON here.
+    #[arg(long, env = "VMGATE_JSON")]
+    json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -87,7 +106,8 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::List(args) => list(args),
-            Command::Run(args) => interruptible(run(args)).await,
+            Command::Doctor(args) => doctor(args).await,
+            Command::Run(args) => interruptible(run(*args)).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -120,7 +140,7 @@ async fn interruptible(work: impl std::future::Future<Output = ExitCode>) -> Exi
 
 fn list(args: ListArgs) -> ExitCode {
     let paths = scenario_paths(args.paths);
-    match run::load_cases(&paths, args.filter.as_deref()) {
+    match run::load_cases(&paths, args.filter.as_deref(), args.shard) {
         Ok(cases) => {
             for case in cases {
                 println!("{}", case.name);
@@ -140,6 +160,7 @@ async fn run(args: RunArgs) -> ExitCode {
         label: args.label,
         accel: args.accel,
         filter: args.list.filter,
+        shard: args.list.shard,
         jobs: args.jobs,
         image: args.image.unwrap_or_else(|| root.join("images/minimal")),
         snapshots: args.snapshots.unwrap_or_else(|| root.join("snapshots")),
@@ -158,6 +179,12 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = vmgate::report::write_artifacts(&report, &args.artifacts) {
         eprintln!("error: artifacts not written: {e}");
     }
+    if let Some(path) = &args.junit {
+        write_report(path, &vmgate::junit::render(&report));
+    }
+    if let Some(path) = &args.json {
+        write_report(path, &vmgate::report::json(&report));
+    }
     let failed = report
         .results
         .iter()
@@ -167,6 +194,42 @@ async fn run(args: RunArgs) -> ExitCode {
     } else {
         ExitStatus::Passed
     })
+}
+
+/// Writes a report file; a failure is said but does not change the verdict.
+fn write_report(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("error: {}: report not written ({e})", path.display());
+    }
+}
+
+async fn doctor(args: DoctorArgs) -> ExitCode {
+    let mut findings = vmgate::doctor::static_checks();
+    let essential_ok = findings
+        .iter()
+        .filter(|f| f.subject != "/dev/kvm")
+        .all(|f| f.ok);
+    let kernel = match args.kernel {
+        Some(path) => vmgate::kernel::Kernel::from_path(&path, None),
+        None => vmgate::cache::Cache::from_env()
+            .and_then(|cache| vmgate::kernel::Kernel::default_kernel(&cache)),
+    };
+    match (&kernel, tempfile::NamedTempFile::new()) {
+        (Ok(kernel), Ok(initrd)) => {
+            findings.push(vmgate::doctor::kvm_canary(&kernel.path, initrd.path()).await);
+        }
+        (Err(e), _) => println!("skip kvm canary: no kernel ({e})"),
+        (_, Err(e)) => println!("skip kvm canary: {e}"),
+    }
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if essential_ok {
+        println!("vmgate can run here (under TCG when KVM fails)");
+        exit(ExitStatus::Passed)
+    } else {
+        exit(ExitStatus::Infrastructure)
+    }
 }
 
 fn is_ci() -> bool {

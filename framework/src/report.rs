@@ -145,3 +145,30 @@ pub fn write_artifacts(report: &RunReport, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Every observation and verdict of a run, as JSON.
+pub fn json(report: &RunReport) -> String {
+    let cases: Vec<serde_json::Value> = report
+        .results
+        .iter()
+        .map(|result| {
+            serde_json::json!({
+                "case": result.case.name,
+                "scenario": result.case.scenario,
+                "file": result.case.file,
+                "line": result.case.line,
+                "params": result.case.params,
+                "verdict": result.verdict,
+                "seconds": result.seconds,
+                "observation": result.observation,
+            })
+        })
+        .collect();
+    let document = serde_json::json!({
+        "kernel": report.context.kernel.release,
+        "label": report.context.kernel.label,
+        "host": report.context.host,
+        "cases": cases,
+    });
+    serde_json::to_string_pretty(&document).unwrap_or_default()
+}

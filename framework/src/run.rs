@@ -11,7 +11,9 @@ use crate::machine::ssh::ClientKey;
 use crate::modules::{self, ModuleTree};
 use crate::runner::{self, CaseResult, RunContext};
 use crate::scenario::{self, Case};
+use crate::shard::Shard;
 use crate::snapshot::SnapshotPolicy;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::info;
@@ -31,6 +33,8 @@ pub struct RunOptions {
     pub accel: AccelChoice,
     /// Only cases whose name contains this.
     pub filter: Option<String>,
+    /// Only this shard of the cases.
+    pub shard: Option<Shard>,
     /// VMs at a time; `None` picks from the host's cores and memory.
     pub jobs: Option<usize>,
     /// The image recipe directory.
@@ -52,18 +56,29 @@ pub struct RunReport {
     pub results: Vec<CaseResult>,
 }
 
-/// Loads and filters the cases; every problem is reported before any VM starts.
-pub fn load_cases(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<Case>> {
-    let cases = scenario::load(paths)?;
-    Ok(match filter {
-        Some(pattern) => scenario::filter(cases, pattern),
-        None => cases,
-    })
+/// Loads, filters and shards the cases; every problem is reported before any
+/// VM starts.
+pub fn load_cases(
+    paths: &[PathBuf],
+    filter: Option<&str>,
+    shard: Option<Shard>,
+) -> Result<Vec<Case>> {
+    let mut cases = scenario::load(paths)?;
+    if let Some(pattern) = filter {
+        cases = scenario::filter(cases, pattern);
+    }
+    if let Some(shard) = shard {
+        let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mine = shard.select(&refs);
+        cases.retain(|case| mine.contains(&case.name.as_str()));
+    }
+    Ok(cases)
 }
 
 /// Runs every case and returns the results; errors are infrastructure failures.
 pub async fn run(options: &RunOptions) -> Result<RunReport> {
-    let cases = load_cases(&options.scenarios, options.filter.as_deref())?;
+    let cases = load_cases(&options.scenarios, options.filter.as_deref(), options.shard)?;
     let kernel = match &options.kernel {
         Some(path) => Kernel::from_path(path, options.modules.clone())?,
         None => Kernel::default_kernel(&Cache::from_env()?)?,
@@ -75,7 +90,9 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
         .jobs
         .unwrap_or_else(|| default_jobs(options.memory_mib))
         .max(1);
-    let results = run_cases(&context, cases, jobs).await;
+    let timings = Timings::load(&context.kernel.label);
+    let results = run_cases(&context, cases, jobs, &timings).await;
+    timings.save(&results);
     drop(run_dir);
     Ok(RunReport { context, results })
 }
@@ -124,11 +141,22 @@ fn compose_initrd(base: &Path, kernel: &Kernel, key: &ClientKey, out: &Path) -> 
     std::fs::write(out, bytes).map_err(|e| Error::io(out, e))
 }
 
-async fn run_cases(context: &RunContext, cases: Vec<Case>, jobs: usize) -> Vec<CaseResult> {
+async fn run_cases(
+    context: &RunContext,
+    cases: Vec<Case>,
+    jobs: usize,
+    timings: &Timings,
+) -> Vec<CaseResult> {
     let context = Arc::new(context.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, case) in cases.into_iter().enumerate() {
+    let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
+    ordered.sort_by(|a, b| {
+        timings
+            .expected(&b.1.name)
+            .total_cmp(&timings.expected(&a.1.name))
+    });
+    for (index, case) in ordered {
         let (context, slots) = (context.clone(), slots.clone());
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await;
@@ -161,4 +189,41 @@ fn available_memory_mib() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024)
+}
+
+/// Each case's duration in the last run on a kernel label, so the longest
+/// cases start first. Kept in the cache; a case never seen counts as longest.
+#[derive(Debug, Default)]
+struct Timings {
+    path: Option<PathBuf>,
+    seconds: BTreeMap<String, f64>,
+}
+
+impl Timings {
+    fn load(label: &str) -> Timings {
+        let path = Cache::from_env()
+            .and_then(|cache| cache.dir("timings"))
+            .ok()
+            .map(|dir| dir.join(format!("{label}.json")));
+        let seconds = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Timings { path, seconds }
+    }
+
+    fn expected(&self, case: &str) -> f64 {
+        self.seconds.get(case).copied().unwrap_or(f64::MAX)
+    }
+
+    fn save(mut self, results: &[CaseResult]) {
+        for result in results {
+            self.seconds
+                .insert(result.case.name.clone(), result.seconds);
+        }
+        if let (Some(path), Ok(bytes)) = (&self.path, serde_json::to_vec(&self.seconds)) {
+            let _ = crate::cache::write_atomic(path, &bytes);
+        }
+    }
 }

@@ -224,3 +224,23 @@ fn ctrl_c_mid_run_leaves_no_qemu_behind() {
         "temporary directories left: {leftovers:?}"
     );
 }
+
+#[test]
+fn two_shards_list_every_case_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listed = |extra: &[&str]| -> Vec<String> {
+        let output = vmgate(tmp.path()).arg("list").args(extra).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let all = listed(&[]);
+    let mut union = [listed(&["--shard", "1/2"]), listed(&["--shard", "2/2"])].concat();
+    assert!(all.len() >= 8);
+    union.sort();
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(union, expected);
+}

@@ -22,6 +22,7 @@ fn options() -> RunOptions {
         label: None,
         accel: AccelChoice::Tcg,
         filter: None,
+        shard: None,
         jobs: Some(2),
         image: project().join("images/minimal"),
         snapshots: project().join("snapshots"),
