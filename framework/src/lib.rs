@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod bisect;
+pub mod bisect_run;
 pub mod cache;
 pub mod console;
 pub mod debian;
@@ -25,6 +27,7 @@ pub mod observation;
 pub mod paxtest;
 pub mod probe;
 pub mod report;
+pub mod repro;
 pub mod run;
 pub mod runner;
 pub mod scenario;

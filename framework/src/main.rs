@@ -5,8 +5,11 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use vmgate::bisect::StepVerdict;
+use vmgate::bisect_run::StepOptions;
 use vmgate::error::{Error, ExitStatus};
 use vmgate::host::AccelChoice;
+use vmgate::repro::ReproMode;
 use vmgate::run::{self, RunOptions};
 use vmgate::runner::Verdict;
 use vmgate::shard::Shard;
@@ -29,6 +32,97 @@ enum Command {
     List(ListArgs),
     /// Check the host: QEMU, /dev/kvm and a KVM canary boot, image tools, cache.
     Doctor(DoctorArgs),
+    /// One `git bisect run` step: build the tree's kernel, boot the case, exit
+    /// 0 good, 1 bad, 125 untestable, 128 to abort the bisect.
+    BisectStep(Box<BisectStepArgs>),
+    /// Find the first bad commit (--repo) or the first bad prebuilt kernel (--kernels).
+    Bisect(Box<BisectArgs>),
+    /// Boot exactly the VM `run` boots for one case and open a shell in it.
+    Repro(Box<ReproArgs>),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// The case(s) to boot: names containing this.
+    #[arg(long)]
+    case: String,
+    /// The shell command that builds the kernel in the tree.
+    #[arg(long, default_value = vmgate::bisect_run::DEFAULT_BUILD)]
+    build: String,
+    /// A config fragment appended to .config before the build.
+    #[arg(long)]
+    config_fragment: Option<PathBuf>,
+    /// The built image, relative to the tree.
+    #[arg(long, default_value = "arch/x86/boot/bzImage")]
+    image_path: PathBuf,
+    /// A file in the tree holding kernel parameters every case gets.
+    #[arg(long)]
+    params_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BisectStepArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// The kernel tree.
+    #[arg(long, default_value = ".")]
+    tree: PathBuf,
+    /// Where to record each commit's observations.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+struct BisectArgs {
+    /// The kernel git repository (bisect by commit).
+    #[arg(long, requires_all = ["good", "bad"], conflicts_with = "kernels")]
+    repo: Option<PathBuf>,
+    /// A known good revision.
+    #[arg(long)]
+    good: Option<String>,
+    /// A known bad revision.
+    #[arg(long)]
+    bad: Option<String>,
+    /// Prebuilt kernels, oldest (good) first, newest (bad) last.
+    #[arg(long, num_args = 2.., required_unless_present = "repo")]
+    kernels: Vec<PathBuf>,
+    /// The case(s) to boot: names containing this.
+    #[arg(long)]
+    case: String,
+    /// The build command (with --repo).
+    #[arg(long, default_value = vmgate::bisect_run::DEFAULT_BUILD)]
+    build: String,
+    /// A config fragment (with --repo).
+    #[arg(long)]
+    config_fragment: Option<PathBuf>,
+    /// The built image, relative to the tree (with --repo).
+    #[arg(long, default_value = "arch/x86/boot/bzImage")]
+    image_path: PathBuf,
+    /// A file in the tree holding kernel parameters every case gets (with --repo).
+    #[arg(long)]
+    params_file: Option<PathBuf>,
+    /// The accelerator.
+    #[arg(long, value_enum, default_value = "auto", env = "VMGATE_ACCEL")]
+    accel: AccelChoice,
+    /// The kernels' module directory, if virtio_net is a module.
+    #[arg(long, env = "VMGATE_MODULES")]
+    modules: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReproArgs {
+    /// The case's exact name (`vmgate list` prints them).
+    case: String,
+    /// Only print the QEMU and SSH commands.
+    #[arg(long)]
+    print: bool,
+    /// Keep the VM running after the shell ends, until Ctrl-C.
+    #[arg(long, conflicts_with = "print")]
+    keep: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +201,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::List(args) => list(args),
             Command::Doctor(args) => doctor(args).await,
+            Command::BisectStep(args) => bisect_step(*args).await,
+            Command::Bisect(args) => interruptible(bisect(*args)).await,
+            Command::Repro(args) => repro(*args).await,
             Command::Run(args) => interruptible(run(*args)).await,
         }
     });
@@ -151,25 +248,36 @@ fn list(args: ListArgs) -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> ExitCode {
+fn run_options(args: &RunArgs) -> RunOptions {
     let root = project_root();
-    let options = RunOptions {
-        scenarios: scenario_paths(args.list.paths),
-        kernel: args.kernel,
-        modules: args.modules,
-        label: args.label,
+    RunOptions {
+        scenarios: scenario_paths(args.list.paths.clone()),
+        kernel: args.kernel.clone(),
+        modules: args.modules.clone(),
+        label: args.label.clone(),
         accel: args.accel,
-        filter: args.list.filter,
+        filter: args.list.filter.clone(),
         shard: args.list.shard,
+        extra_params: Vec::new(),
         jobs: args.jobs,
-        image: args.image.unwrap_or_else(|| root.join("images/minimal")),
-        snapshots: args.snapshots.unwrap_or_else(|| root.join("snapshots")),
+        image: args
+            .image
+            .clone()
+            .unwrap_or_else(|| root.join("images/minimal")),
+        snapshots: args
+            .snapshots
+            .clone()
+            .unwrap_or_else(|| root.join("snapshots")),
         memory_mib: args.memory,
         policy: SnapshotPolicy {
             accept: args.accept,
             ci: is_ci(),
         },
-    };
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let options = run_options(&args);
     let report = match run::run(&options).await {
         Ok(report) => report,
         Err(e) => return fail(&e),
@@ -232,6 +340,133 @@ async fn doctor(args: DoctorArgs) -> ExitCode {
     }
 }
 
+/// A bisect step must never exit with a code git reads as a verdict when
+/// vmgate itself breaks: a panic becomes 128, which stops the bisect.
+fn abort_bisect_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::exit(128);
+    }));
+}
+
+/// Snapshots a bisect step checks: the given directory, or none (a throwaway
+/// directory), since each commit's kernel has its own release string.
+fn step_run_options(args: &RunArgs, case: &str, scratch: &Path) -> RunOptions {
+    let mut options = run_options(args);
+    options.filter = Some(case.to_string());
+    if args.snapshots.is_none() {
+        options.snapshots = scratch.to_path_buf();
+        options.policy = SnapshotPolicy {
+            accept: false,
+            ci: false,
+        };
+    }
+    options
+}
+
+async fn bisect_step(args: BisectStepArgs) -> ExitCode {
+    abort_bisect_on_panic();
+    let scratch = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return ExitCode::from(StepVerdict::Abort(e.to_string()).exit_code()),
+    };
+    let options = StepOptions {
+        tree: args.tree,
+        build: args.build.build,
+        config_fragment: args.build.config_fragment,
+        image: args.build.image_path,
+        params_file: args.build.params_file,
+        record: args.record,
+        run: step_run_options(&args.run, &args.build.case, scratch.path()),
+    };
+    let verdict = tokio::select! {
+        verdict = vmgate::bisect_run::step(&options) => verdict,
+        _ = tokio::signal::ctrl_c() => StepVerdict::Abort("interrupted".into()),
+    };
+    match &verdict {
+        StepVerdict::Good => println!("vmgate bisect-step: good"),
+        StepVerdict::Bad(why) => println!("vmgate bisect-step: bad: {why}"),
+        StepVerdict::Untestable(why) => println!("vmgate bisect-step: untestable: {why}"),
+        StepVerdict::Abort(why) => eprintln!("error: bisect aborted: {why}"),
+    }
+    ExitCode::from(verdict.exit_code())
+}
+
+async fn bisect(args: BisectArgs) -> ExitCode {
+    let record = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return fail(&Error::io("temporary directory", e)),
+    };
+    let answer = match &args.repo {
+        Some(repo) => {
+            let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.clone());
+            let argv = step_argv(&args, &repo, record.path());
+            let good = args.good.as_deref().unwrap_or_default();
+            let bad = args.bad.as_deref().unwrap_or_default();
+            vmgate::bisect_run::git_bisect(&repo, good, bad, &argv, record.path()).await
+        }
+        None => {
+            let run_args = RunArgs::parse_from_defaults();
+            let mut options = step_run_options(&run_args, &args.case, record.path());
+            options.accel = args.accel;
+            options.modules = args.modules.clone();
+            vmgate::bisect_run::kernels(&args.kernels, &options).await
+        }
+    };
+    match answer {
+        Ok(answer) => {
+            println!("first bad: {}", answer.first_bad);
+            if let Some(good) = &answer.last_good {
+                println!("last good: {good}");
+            }
+            if let Some(diff) = &answer.diff {
+                println!("--- observations, last good -> first bad\n{diff}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn step_argv(args: &BisectArgs, repo: &Path, record: &Path) -> Vec<String> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmgate"));
+    let mut argv = vec![exe.display().to_string(), "bisect-step".into()];
+    argv.extend([
+        "--case".into(),
+        args.case.clone(),
+        "--build".into(),
+        args.build.clone(),
+    ]);
+    argv.extend(["--tree".into(), repo.display().to_string()]);
+    argv.extend(["--record".into(), record.display().to_string()]);
+    argv.extend(["--image-path".into(), args.image_path.display().to_string()]);
+    argv.extend(["--accel".into(), format!("{:?}", args.accel).to_lowercase()]);
+    for (flag, value) in [
+        ("--config-fragment", &args.config_fragment),
+        ("--params-file", &args.params_file),
+        ("--modules", &args.modules),
+    ] {
+        if let Some(value) = value {
+            argv.extend([flag.to_string(), value.display().to_string()]);
+        }
+    }
+    argv
+}
+
+async fn repro(args: ReproArgs) -> ExitCode {
+    let options = run_options(&args.run);
+    let mode = match (args.print, args.keep) {
+        (true, _) => ReproMode::Print,
+        (_, true) => ReproMode::Keep,
+        _ => ReproMode::Shell,
+    };
+    match vmgate::repro::repro(&options, &args.case, mode).await {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => fail(&e),
+    }
+}
+
 fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -262,4 +497,16 @@ fn fail(error: &Error) -> ExitCode {
 
 fn exit(status: ExitStatus) -> ExitCode {
     ExitCode::from(status as u8)
+}
+
+impl RunArgs {
+    /// The run options a subcommand without run flags uses: every default.
+    fn parse_from_defaults() -> RunArgs {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        Defaults::parse_from(["vmgate"]).run
+    }
 }

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub filter: Option<String>,
     /// Only this shard of the cases.
     pub shard: Option<Shard>,
+    /// Parameters added after every case's own (a bisect's baked-in parameters).
+    pub extra_params: Vec<String>,
     /// VMs at a time; `None` picks from the host's cores and memory.
     pub jobs: Option<usize>,
     /// The image recipe directory.
@@ -78,7 +80,10 @@ pub fn load_cases(
 
 /// Runs every case and returns the results; errors are infrastructure failures.
 pub async fn run(options: &RunOptions) -> Result<RunReport> {
-    let cases = load_cases(&options.scenarios, options.filter.as_deref(), options.shard)?;
+    let mut cases = load_cases(&options.scenarios, options.filter.as_deref(), options.shard)?;
+    for case in &mut cases {
+        case.params.extend(options.extra_params.iter().cloned());
+    }
     let kernel = match &options.kernel {
         Some(path) => Kernel::from_path(path, options.modules.clone())?,
         None => Kernel::default_kernel(&Cache::from_env()?)?,

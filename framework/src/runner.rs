@@ -70,6 +70,7 @@ pub struct CaseResult {
 /// Per-stage deadlines, scaled for the accelerator.
 #[derive(Debug, Clone, Copy)]
 struct Deadlines {
+    banner: Duration,
     boot: Duration,
     ssh: Duration,
     command: Duration,
@@ -84,6 +85,7 @@ impl Deadlines {
         };
         let secs = |s: u64| Duration::from_secs(s * scale);
         Deadlines {
+            banner: secs(5),
             boot: case.timeout.unwrap_or(secs(30)),
             ssh: secs(10),
             command: secs(15),
@@ -192,6 +194,21 @@ fn infra_failure(ctx: &RunContext, case: Case, message: String) -> CaseResult {
     )
 }
 
+/// The QEMU configuration of `case`: what `run`, `repro` and bisects all boot.
+pub fn qemu_config(ctx: &RunContext, case: &Case, dir: &std::path::Path, port: u16) -> QemuConfig {
+    QemuConfig {
+        binary: ctx.host.qemu.clone(),
+        accel: ctx.host.accel,
+        memory_mib: ctx.memory_mib,
+        cpus: 1,
+        kernel: ctx.kernel.path.clone(),
+        initrd: ctx.initrd.clone(),
+        params: case.params.clone(),
+        qmp_socket: dir.join("qmp.sock"),
+        ssh_port: port,
+    }
+}
+
 /// Starts QEMU; a forward port taken in the meantime gets one retry on a new port.
 async fn start_machine(
     ctx: &RunContext,
@@ -201,17 +218,8 @@ async fn start_machine(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let config = QemuConfig {
-            binary: ctx.host.qemu.clone(),
-            accel: ctx.host.accel,
-            memory_mib: ctx.memory_mib,
-            cpus: 1,
-            kernel: ctx.kernel.path.clone(),
-            initrd: ctx.initrd.clone(),
-            params: case.params.clone(),
-            qmp_socket: dir.join("qmp.sock"),
-            ssh_port: free_port().map_err(|e| (Vec::new(), qemu_error(e.to_string())))?,
-        };
+        let port = free_port().map_err(|e| (Vec::new(), qemu_error(e.to_string())))?;
+        let config = qemu_config(ctx, case, dir, port);
         info!(cmdline = %config.cmdline(), accel = %config.accel, "boot started");
         match Machine::start(&config, &dir.join("serial.log")).await {
             Ok(machine) => return Ok(machine),
@@ -244,9 +252,10 @@ fn qemu_error(message: String) -> BootOutcome {
 async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observation {
     let deadlines = Deadlines::for_case(ctx, case);
     let mut watch = BootWatch::new();
-    let boot_deadline = tokio::time::Instant::now() + deadlines.boot;
+    let now = tokio::time::Instant::now();
+    let (banner, boot) = (now + deadlines.banner, now + deadlines.boot);
     let mut observation = not_booted(ctx, BootOutcome::Booted);
-    observation.outcome = match watch.until_ready(&mut machine, boot_deadline).await {
+    observation.outcome = match watch.until_ready(&mut machine, banner, boot).await {
         Wait::Ended(outcome) => outcome,
         Wait::Ready => {
             let host_key = watch.console.host_key.clone();

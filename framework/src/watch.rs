@@ -84,8 +84,14 @@ impl BootWatch {
             || self.exited.is_some()
     }
 
-    /// Waits until the readiness marker, a fatal event, or `deadline`.
-    pub async fn until_ready(&mut self, machine: &mut Machine, deadline: Instant) -> Wait {
+    /// Waits until the readiness marker, a fatal event, or a deadline: the
+    /// kernel banner must come by `banner`, readiness by `deadline`.
+    pub async fn until_ready(
+        &mut self,
+        machine: &mut Machine,
+        banner: Instant,
+        deadline: Instant,
+    ) -> Wait {
         loop {
             if self.fatal() {
                 self.settle(machine).await;
@@ -94,7 +100,12 @@ impl BootWatch {
             if self.console.ready {
                 return Wait::Ready;
             }
-            match tokio::time::timeout_at(deadline, machine.next_event()).await {
+            let until = if self.console.banners == 0 {
+                banner.min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, machine.next_event()).await {
                 Ok(Some(event)) => {
                     self.fold(event);
                 }

@@ -23,6 +23,7 @@ fn options() -> RunOptions {
         accel: AccelChoice::Tcg,
         filter: None,
         shard: None,
+        extra_params: Vec::new(),
         jobs: Some(2),
         image: project().join("images/minimal"),
         snapshots: project().join("snapshots"),
