@@ -35,7 +35,10 @@ pub struct RunOpts {
 
 impl Default for RunOpts {
     fn default() -> Self {
-        RunOpts { samples: DEFAULT_SAMPLES, only: None }
+        RunOpts {
+            samples: DEFAULT_SAMPLES,
+            only: None,
+        }
     }
 }
 
@@ -111,7 +114,9 @@ struct Seen {
 impl Seen {
     fn into_command(self, opts: RunOpts) -> Result<Command, UsageError> {
         match (self.sample, self.samples || self.only) {
-            (true, true) => Err(UsageError("`--aslr-sample` takes no other flag".to_string())),
+            (true, true) => Err(UsageError(
+                "`--aslr-sample` takes no other flag".to_string(),
+            )),
             (true, false) => Ok(Command::AslrSample),
             (false, _) => Ok(Command::Run(opts)),
         }
@@ -167,7 +172,9 @@ fn parse_only(text: &str, known: &[&str]) -> Result<Vec<String>, UsageError> {
     let names: Vec<String> = text.split(',').map(str::to_string).collect();
     for name in &names {
         if name.is_empty() {
-            return Err(UsageError(format!("`--only {text}` has an empty check name")));
+            return Err(UsageError(format!(
+                "`--only {text}` has an empty check name"
+            )));
         }
         if !known.contains(&name.as_str()) {
             return Err(UsageError(format!("unknown check `{name}`")));
@@ -198,8 +205,14 @@ mod tests {
             (&["--samples", "8"], opts(8, None)),
             (&["--samples=4096"], opts(4096, None)),
             (&["--only", "aslr"], opts(64, Some(&["aslr"]))),
-            (&["--only=identity,aslr"], opts(64, Some(&["identity", "aslr"]))),
-            (&["--only", "aslr", "--samples", "2"], opts(2, Some(&["aslr"]))),
+            (
+                &["--only=identity,aslr"],
+                opts(64, Some(&["identity", "aslr"])),
+            ),
+            (
+                &["--only", "aslr", "--samples", "2"],
+                opts(2, Some(&["aslr"])),
+            ),
             (&["--aslr-sample"], Command::AslrSample),
             (&["--help"], Command::Help),
             (&["--samples", "8", "-h"], Command::Help),

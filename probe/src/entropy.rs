@@ -51,7 +51,9 @@ mod tests {
         let mask = ((1u64 << (high - low)) - 1) << low;
         let base = 0x7f00_0000_0000u64 & !mask;
         let mut state = 0x9e37_79b9_7f4a_7c15;
-        (0..count).map(|_| base | (xorshift(&mut state) & mask)).collect()
+        (0..count)
+            .map(|_| base | (xorshift(&mut state) & mask))
+            .collect()
     }
 
     #[test]

@@ -193,6 +193,9 @@ mod tests {
     #[test]
     fn silent_exit_names_the_status() {
         let line = accept("dmesg", 3, b"");
-        assert!(line.contains("exited with status 3 and printed nothing"), "{line}");
+        assert!(
+            line.contains("exited with status 3 and printed nothing"),
+            "{line}"
+        );
     }
 }

@@ -40,7 +40,10 @@ fn run() -> i32 {
         Ok(Command::AslrSample) => print_sample(),
         Ok(Command::Help) => print_line(cli::usage(&checks::names(false)).trim_end()),
         Err(error) => {
-            eprintln!("vmgate-probe: {error}\n\n{}", cli::usage(&checks::names(false)));
+            eprintln!(
+                "vmgate-probe: {error}\n\n{}",
+                cli::usage(&checks::names(false))
+            );
             EXIT_USAGE
         }
     }
@@ -51,7 +54,10 @@ fn run_checks(opts: &RunOpts) -> i32 {
     sys::default_signal(libc::SIGCHLD);
 
     for check in checks::select(opts.only.as_deref()) {
-        let ctx = Context { name: check.name, samples: opts.samples };
+        let ctx = Context {
+            name: check.name,
+            samples: opts.samples,
+        };
         let status = print_line(&isolate::run(check, &ctx));
         if status != EXIT_OK {
             return status;

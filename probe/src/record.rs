@@ -43,17 +43,30 @@ fn line<T: Serialize>(record: &T) -> String {
 /// `{"check": ..., "result": "killed", "signal": N, "signal_name": "SIG..."}`.
 pub fn killed(check: &str, signal: i32) -> String {
     let signal_name = crate::names::signal_name(signal);
-    line(&Killed { check, result: "killed", signal, signal_name })
+    line(&Killed {
+        check,
+        result: "killed",
+        signal,
+        signal_name,
+    })
 }
 
 /// `{"check": ..., "result": "error", "error": "..."}`.
 pub fn error(check: &str, error: &str) -> String {
-    line(&Failed { check, result: "error", error })
+    line(&Failed {
+        check,
+        result: "error",
+        error,
+    })
 }
 
 /// `{"check": ..., "result": "timeout", "seconds": N}`.
 pub fn timeout(check: &str, seconds: u64) -> String {
-    line(&TimedOut { check, result: "timeout", seconds })
+    line(&TimedOut {
+        check,
+        result: "timeout",
+        seconds,
+    })
 }
 
 #[cfg(test)]
@@ -71,7 +84,10 @@ mod tests {
                 error("aslr", "no \"proc\""),
                 r#"{"check":"aslr","result":"error","error":"no \"proc\""}"#,
             ),
-            (timeout("aslr", 60), r#"{"check":"aslr","result":"timeout","seconds":60}"#),
+            (
+                timeout("aslr", 60),
+                r#"{"check":"aslr","result":"timeout","seconds":60}"#,
+            ),
         ];
         for (actual, expected) in cases {
             assert_eq!(actual, expected);

@@ -63,7 +63,11 @@ pub fn fork() -> Result<Fork, Errno> {
     // SAFETY: the probe never starts threads, so the child inherits no lock held by
     // another thread.
     let pid = check(unsafe { libc::fork() })?;
-    Ok(if pid == 0 { Fork::Child } else { Fork::Parent(pid) })
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
 }
 
 /// Ends the process at once, without unwinding or running exit handlers, as a forked
@@ -149,7 +153,10 @@ pub fn default_signal(signal: libc::c_int) {
 
 /// Stops a process that a check deliberately crashes from writing a core file.
 pub fn disable_core_dumps() {
-    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `none` is a valid rlimit for the call to read.
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
 }
@@ -165,7 +172,11 @@ pub fn pipe() -> Result<(File, File), Errno> {
 
 /// Waits up to `timeout` for `file` to have data or reach end of file.
 pub fn readable(file: &File, timeout: Duration) -> Result<bool, Errno> {
-    let mut poll = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut poll = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `poll` is one valid pollfd.
     match check(unsafe { libc::poll(&mut poll, 1, millis) }) {
@@ -255,8 +266,8 @@ mod tests {
     fn mapping_refuses_writes_it_cannot_take() {
         let mut read_only = Mapping::anonymous(PAGE_SIZE, libc::PROT_READ).unwrap();
         assert!(read_only.write(&[1]).is_err());
-        let mut writable = Mapping::anonymous(PAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE);
-        let writable = writable.as_mut().unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let mut writable = Mapping::anonymous(PAGE_SIZE, rw).unwrap();
         assert!(writable.write(&[0; PAGE_SIZE + 1]).is_err());
         assert!(writable.write(&[7; 6]).is_ok());
     }

@@ -76,7 +76,13 @@ pub fn run(ctx: &Context) -> Outcome {
     let bucket = bits.map(|&bits| entropy::bucket(bits));
 
     let samples = ctx.samples;
-    record::encode(&AslrRecord { check: ctx.name, result: "ok", samples, bits, bucket })
+    record::encode(&AslrRecord {
+        check: ctx.name,
+        result: "ok",
+        samples,
+        bits,
+        bucket,
+    })
 }
 
 /// Runs one sampling process and reads its addresses.
@@ -88,7 +94,10 @@ fn sample_child() -> Result<Sample, String> {
         .output()
         .map_err(|e| format!("running /proc/self/exe: {e}"))?;
     if !output.status.success() {
-        return Err(format!("/proc/self/exe --aslr-sample failed: {}", output.status));
+        return Err(format!(
+            "/proc/self/exe --aslr-sample failed: {}",
+            output.status
+        ));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| format!("reading its addresses: {e}"))
 }

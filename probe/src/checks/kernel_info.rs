@@ -39,7 +39,12 @@ pub fn kallsyms(ctx: &Context) -> Outcome {
         Ok(addresses) => (addresses, None),
         Err(errno) => ("unreadable", Some(errno.to_string())),
     };
-    record::encode(&KallsymsRecord { check: ctx.name, result: "ok", addresses, errno })
+    record::encode(&KallsymsRecord {
+        check: ctx.name,
+        result: "ok",
+        addresses,
+        errno,
+    })
 }
 
 /// `dmesg`: whether syslog(2) lets the caller read the kernel log.
@@ -49,7 +54,11 @@ pub fn dmesg(ctx: &Context) -> Outcome {
     // SAFETY: the kernel writes at most `len` bytes into `buffer`.
     let ret = unsafe { libc::klogctl(SYSLOG_ACTION_READ_ALL, buffer.as_mut_ptr().cast(), len) };
     let read = sys::verdict(sys::check(ret).map(drop));
-    record::encode(&DmesgRecord { check: ctx.name, result: "ok", read })
+    record::encode(&DmesgRecord {
+        check: ctx.name,
+        result: "ok",
+        read,
+    })
 }
 
 /// Reads /proc/kallsyms until it finds a non-zero address.
@@ -60,7 +69,11 @@ fn scan_kallsyms() -> Result<&'static str, Errno> {
     let mut symbols = 0usize;
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line).map_err(|e| Errno::from_io(&e))? == 0 {
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Errno::from_io(&e))?
+            == 0
+        {
             return Ok(if symbols == 0 { "empty" } else { "zeroed" });
         }
         match address(&line) {

@@ -41,20 +41,35 @@ struct LdtRecord<'a> {
 pub fn run(ctx: &Context) -> Outcome {
     let read = sys::verdict(read_table());
     let write = sys::verdict(write_empty_entry());
-    record::encode(&LdtRecord { check: ctx.name, result: "ok", read, write })
+    record::encode(&LdtRecord {
+        check: ctx.name,
+        result: "ok",
+        read,
+        write,
+    })
 }
 
 fn read_table() -> Result<(), Errno> {
     let mut table = [0u8; 256];
     // SAFETY: the kernel writes at most `table.len()` bytes into `table`.
     let ret = unsafe {
-        libc::syscall(libc::SYS_modify_ldt, READ_LDT, table.as_mut_ptr(), table.len())
+        libc::syscall(
+            libc::SYS_modify_ldt,
+            READ_LDT,
+            table.as_mut_ptr(),
+            table.len(),
+        )
     };
     sys::check(ret).map(drop)
 }
 
 fn write_empty_entry() -> Result<(), Errno> {
-    let entry = UserDesc { entry_number: 0, base_addr: 0, limit: 0, flags: EMPTY_ENTRY_FLAGS };
+    let entry = UserDesc {
+        entry_number: 0,
+        base_addr: 0,
+        limit: 0,
+        flags: EMPTY_ENTRY_FLAGS,
+    };
     let size = std::mem::size_of::<UserDesc>();
     // SAFETY: the kernel reads exactly `size` bytes from `entry`.
     let ret = unsafe { libc::syscall(libc::SYS_modify_ldt, WRITE_LDT_OLD, &entry, size) };

@@ -6,6 +6,7 @@ mod kernel_info;
 mod ldt;
 mod process_info;
 mod ptrace;
+mod selftest;
 mod wx;
 
 use std::time::Duration;
@@ -43,7 +44,21 @@ const SHORT: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(60);
 
 const fn listed(name: &'static str, timeout: Duration, run: fn(&Context) -> Outcome) -> Check {
-    Check { name, timeout, hidden: false, run }
+    Check {
+        name,
+        timeout,
+        hidden: false,
+        run,
+    }
+}
+
+const fn hidden(name: &'static str, timeout: Duration, run: fn(&Context) -> Outcome) -> Check {
+    Check {
+        name,
+        timeout,
+        hidden: true,
+        run,
+    }
 }
 
 /// Every check, in the order the probe runs them and prints their records.
@@ -59,7 +74,8 @@ pub const CHECKS: &[Check] = &[
     listed("kallsyms", SHORT, kernel_info::kallsyms),
     listed("dmesg", SHORT, kernel_info::dmesg),
     listed("identity", SHORT, process_info::identity),
-    Check { name: "crash-test", timeout: SHORT, hidden: true, run: exec::crash },
+    hidden("crash-test", SHORT, selftest::crash),
+    hidden("hang-test", Duration::from_secs(1), selftest::hang),
 ];
 
 /// The names of the checks, hidden ones included or not, in list order.
@@ -90,7 +106,10 @@ mod tests {
     fn selected(only: Option<&[&str]>) -> Vec<&'static str> {
         let only: Option<Vec<String>> =
             only.map(|names| names.iter().map(|name| name.to_string()).collect());
-        select(only.as_deref()).iter().map(|check| check.name).collect()
+        select(only.as_deref())
+            .iter()
+            .map(|check| check.name)
+            .collect()
     }
 
     #[test]
@@ -104,7 +123,10 @@ mod tests {
     #[test]
     fn selection_follows_the_list_order() {
         let cases: &[(Option<&[&str]>, &[&str])] = &[
-            (Some(&["identity", "exec-stack"]), &["exec-stack", "identity"]),
+            (
+                Some(&["identity", "exec-stack"]),
+                &["exec-stack", "identity"],
+            ),
             (Some(&["aslr", "aslr"]), &["aslr"]),
             (Some(&["crash-test"]), &["crash-test"]),
         ];
@@ -118,6 +140,7 @@ mod tests {
         let all = selected(None);
         assert_eq!(all.len(), 11);
         assert!(!all.contains(&"crash-test"));
+        assert!(!all.contains(&"hang-test"));
         assert!(!names(false).contains(&"crash-test"));
         assert!(names(true).contains(&"crash-test"));
     }

@@ -32,14 +32,25 @@ pub fn pax_flags(ctx: &Context) -> Outcome {
         .map_err(|e| format!("reading /proc/self/status: {e}"))?;
     let flags = pax_line(&status);
     let present = flags.is_some();
-    record::encode(&PaxRecord { check: ctx.name, result: "ok", present, flags })
+    record::encode(&PaxRecord {
+        check: ctx.name,
+        result: "ok",
+        present,
+        flags,
+    })
 }
 
 /// `identity`: the real and effective user and the real group.
 pub fn identity(ctx: &Context) -> Outcome {
     // SAFETY: these calls take no arguments and cannot fail.
     let (uid, euid, gid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid()) };
-    record::encode(&IdentityRecord { check: ctx.name, result: "ok", uid, euid, gid })
+    record::encode(&IdentityRecord {
+        check: ctx.name,
+        result: "ok",
+        uid,
+        euid,
+        gid,
+    })
 }
 
 fn pax_line(status: &str) -> Option<String> {

@@ -32,7 +32,12 @@ pub fn run(ctx: &Context) -> Outcome {
 
     let attach = sys::verdict(attach?);
     let yama_ptrace_scope = read_scope();
-    record::encode(&PtraceRecord { check: ctx.name, result: "ok", attach, yama_ptrace_scope })
+    record::encode(&PtraceRecord {
+        check: ctx.name,
+        result: "ok",
+        attach,
+        yama_ptrace_scope,
+    })
 }
 
 /// Forks the target, which sleeps until it is killed.
@@ -68,8 +73,8 @@ fn attempt_attach(target: libc::pid_t) -> Result<Result<(), Errno>, String> {
 fn attach_and_detach(target: libc::pid_t) -> i32 {
     let null = std::ptr::null_mut::<libc::c_void>();
     // SAFETY: PTRACE_ATTACH reads neither address nor data.
-    if let Err(errno) = sys::check(unsafe { libc::ptrace(libc::PTRACE_ATTACH, target, null, null) })
-    {
+    let attached = unsafe { libc::ptrace(libc::PTRACE_ATTACH, target, null, null) };
+    if let Err(errno) = sys::check(attached) {
         return errno.0;
     }
 
@@ -83,5 +88,9 @@ fn attach_and_detach(target: libc::pid_t) -> i32 {
 }
 
 fn read_scope() -> Option<u32> {
-    std::fs::read_to_string(YAMA_SCOPE).ok()?.trim().parse().ok()
+    std::fs::read_to_string(YAMA_SCOPE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }

@@ -29,5 +29,10 @@ pub fn run(ctx: &Context) -> Outcome {
     let rwx = rw | libc::PROT_EXEC;
     let rwx_mmap = sys::verdict(Mapping::anonymous(PAGE_SIZE, rwx).map(drop));
 
-    record::encode(&WxRecord { check: ctx.name, result: "ok", mprotect, rwx_mmap })
+    record::encode(&WxRecord {
+        check: ctx.name,
+        result: "ok",
+        mprotect,
+        rwx_mmap,
+    })
 }
