@@ -215,9 +215,10 @@ pub async fn git_bisect(
     let log = git(repo, &["bisect", "log"])?;
     let last_good = log
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("# good: ["))
         .filter_map(|l| l.split(']').next())
-        .last()
+        .next()
         .map(str::to_string);
     let diff = last_good
         .as_ref()

@@ -240,7 +240,14 @@ async fn cpu_flags(qemu: &Path, accel: Accel) -> Result<BTreeSet<String>> {
             program: qemu.display().to_string(),
             message: format!("cannot run it: {e}"),
         })?;
-    let flags = expand_cpu(&socket, model).await;
+    let deadline = Duration::from_secs(20);
+    let flags = match tokio::time::timeout(deadline, expand_cpu(&socket, model)).await {
+        Ok(flags) => flags,
+        Err(_) => Err(format!(
+            "QEMU did not answer within {}s",
+            deadline.as_secs()
+        )),
+    };
     let _ = child.kill().await;
     flags.map_err(|message| Error::HostTool {
         program: qemu.display().to_string(),

@@ -116,19 +116,6 @@ fn by_hand(args: Vec<String>) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_by_hand_run_at_once_on_this_terminal() {
-        let mut args = vec!["-S".to_string(), "-m".into(), "512M".into()];
-        args.extend(crate::machine::qemu::console_args());
-        let out = by_hand(args);
-        assert_eq!(out, ["-m", "512M", "-serial", "mon:stdio"]);
-    }
-}
-
 /// Prints console lines until the readiness marker; returns the host key.
 async fn stream_until_ready(machine: &mut Machine) -> Result<String> {
     let mut console = crate::console::ConsoleSummary::default();
@@ -177,4 +164,17 @@ async fn shell(context: &RunContext, port: u16, known_hosts: &Path) -> Result<i3
             message: format!("cannot run it ({e}); apt-get install openssh-client"),
         })?;
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_by_hand_run_at_once_on_this_terminal() {
+        let mut args = vec!["-S".to_string(), "-m".into(), "512M".into()];
+        args.extend(crate::machine::qemu::console_args());
+        let out = by_hand(args);
+        assert_eq!(out, ["-m", "512M", "-serial", "mon:stdio"]);
+    }
 }

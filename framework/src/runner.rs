@@ -229,6 +229,10 @@ async fn start_machine(
                 warn!("forward port taken; retrying on a new port");
                 let _ = std::fs::remove_file(dir.join("qmp.sock"));
             }
+            Err(StartError::Unresponsive { message }) => {
+                let stage = format!("QEMU start ({message})");
+                return Err((config.args(), BootOutcome::Hang { stage }));
+            }
             Err(e) => return Err((config.args(), qemu_error(start_message(e)))),
         }
     }
@@ -265,7 +269,20 @@ async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observa
                 outcome = guest => Some(outcome),
                 _ = watch.until_fatal(&mut machine) => None,
             };
-            reached.unwrap_or_else(|| watch.ended(&machine, "observation"))
+            match reached {
+                Some(BootOutcome::SshUnreachable { error }) => {
+                    // A guest that died under SSH shows why on its console: that
+                    // outranks the SSH error.
+                    let grace =
+                        tokio::time::timeout(deadlines.banner, watch.until_fatal(&mut machine));
+                    match grace.await {
+                        Ok(()) => watch.ended(&machine, "observation"),
+                        Err(_) => BootOutcome::SshUnreachable { error },
+                    }
+                }
+                Some(outcome) => outcome,
+                None => watch.ended(&machine, "observation"),
+            }
         }
     };
     watch.drain(&mut machine).await;
@@ -323,16 +340,22 @@ async fn read_guest(
     }
     for argv in &case.observe.commands {
         let line = shell_words::join(argv);
-        let result = match ssh.exec(&line, deadlines.command).await {
-            Ok(output) => CommandRun::Ran(output),
-            Err(e) => CommandRun::Failed {
-                error: e.to_string(),
-            },
+        let (result, lost_with) = match ssh.exec(&line, deadlines.command).await {
+            Ok(output) => (CommandRun::Ran(output), None),
+            Err(e) => (
+                CommandRun::Failed {
+                    error: e.to_string(),
+                },
+                Some(e),
+            ),
         };
         observation.commands.push(CommandResult {
             argv: argv.clone(),
             result,
         });
+        if let Some(error) = lost_with {
+            return lost(error);
+        }
     }
     if case.observe.paxtest {
         let tests: Vec<&str> = paxtest::fast_tests().collect();

@@ -19,15 +19,25 @@ fn git(repo: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(repo)
-        .args(["-c", "user.name=vmgate", "-c", "user.email=vmgate@localhost"])
+        .args([
+            "-c",
+            "user.name=vmgate",
+            "-c",
+            "user.email=vmgate@localhost",
+        ])
         .args(args)
         .output()
         .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-const BUILD_OK: &str = "mkdir -p arch/x86/boot && cp \"$VMGATE_TEST_KERNEL\" arch/x86/boot/bzImage\n";
+const BUILD_OK: &str =
+    "mkdir -p arch/x86/boot && cp \"$VMGATE_TEST_KERNEL\" arch/x86/boot/bzImage\n";
 const BUILD_BROKEN: &str = "echo 'error: this commit does not compile' >&2; exit 1\n";
 
 /// Eight commits: 4 breaks the build, 5 mends it, 6 bakes a boot-breaking
@@ -40,8 +50,11 @@ fn history(dir: &Path) -> Vec<String> {
         std::fs::write(dir.join("build.sh"), build).unwrap();
         std::fs::write(dir.join("version"), format!("{n}\n")).unwrap();
         if n == 6 {
-            std::fs::write(dir.join("boot-params"), "rdinit=/nonexistent init=/nonexistent\n")
-                .unwrap();
+            std::fs::write(
+                dir.join("boot-params"),
+                "rdinit=/nonexistent init=/nonexistent\n",
+            )
+            .unwrap();
         }
         git(dir, &["add", "-A"]);
         git(dir, &["commit", "-q", "-m", &format!("commit {n}")]);
@@ -56,8 +69,23 @@ fn bisect(repo: &Path, commits: &[String], extra_env: &[(&str, &str)]) -> Output
     command
         .current_dir(project())
         .env("VMGATE_TEST_KERNEL", &kernel.path)
-        .args(["bisect", "--case", "pax_nouderef", "--accel", "tcg", "--build", "sh build.sh"])
-        .args(["--params-file", "boot-params", "--good", &commits[0], "--bad", &commits[7]])
+        .args([
+            "bisect",
+            "--case",
+            "pax_nouderef",
+            "--accel",
+            "tcg",
+            "--build",
+            "sh build.sh",
+        ])
+        .args([
+            "--params-file",
+            "boot-params",
+            "--good",
+            &commits[0],
+            "--bad",
+            &commits[7],
+        ])
         .arg("--repo")
         .arg(repo)
         .arg("--modules")
@@ -76,10 +104,20 @@ fn git_bisect_names_the_commit_that_broke_the_boot() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("first bad: {}", commits[5])), "{stdout}");
+    assert!(
+        stdout.contains(&format!("first bad: {}", commits[5])),
+        "{stdout}"
+    );
     assert!(stdout.contains("last good: "), "{stdout}");
-    assert!(stdout.contains("+  \"outcome\": \"panic\""), "the diff shows the panic: {stdout}");
-    assert_eq!(git(repo.path(), &["rev-parse", "HEAD"]), commits[7], "bisect reset");
+    assert!(
+        stdout.contains("+  \"outcome\": \"panic\""),
+        "the diff shows the panic: {stdout}"
+    );
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "HEAD"]),
+        commits[7],
+        "bisect reset"
+    );
     assert_eq!(git(repo.path(), &["branch", "--show-current"]), "main");
 }
 
@@ -87,13 +125,24 @@ fn git_bisect_names_the_commit_that_broke_the_boot() {
 fn an_infrastructure_failure_aborts_the_bisect_and_restores_the_repo() {
     let repo = tempfile::tempdir().unwrap();
     let commits = history(repo.path());
-    let output = bisect(repo.path(), &commits, &[("VMGATE_QEMU", "/nonexistent/qemu")]);
+    let output = bisect(
+        repo.path(),
+        &commits,
+        &[("VMGATE_QEMU", "/nonexistent/qemu")],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("first bad"), "no commit may be blamed: {stdout}");
+    assert!(
+        !stdout.contains("first bad"),
+        "no commit may be blamed: {stdout}"
+    );
     assert!(stderr.contains("no first bad commit"), "{stderr}");
-    assert_eq!(git(repo.path(), &["rev-parse", "HEAD"]), commits[7], "bisect reset");
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "HEAD"]),
+        commits[7],
+        "bisect reset"
+    );
     assert_eq!(git(repo.path(), &["branch", "--show-current"]), "main");
 }
 
@@ -118,7 +167,11 @@ fn bisect_step_exit_codes_follow_the_verdict() {
             .status
             .code()
     };
-    assert_eq!(step(&commits[3]), Some(125), "a build failure is untestable");
+    assert_eq!(
+        step(&commits[3]),
+        Some(125),
+        "a build failure is untestable"
+    );
     assert_eq!(step(&commits[6]), Some(1), "a panicking boot is bad");
 }
 
@@ -129,7 +182,9 @@ fn a_search_over_prebuilt_kernels_finds_the_first_bad_one() {
     let good = std::fs::read(&kernel.path).unwrap();
     let mut bad = good.clone();
     let middle = bad.len() / 2;
-    bad[middle..middle + 4096].iter_mut().for_each(|b| *b ^= 0x5a);
+    bad[middle..middle + 4096]
+        .iter_mut()
+        .for_each(|b| *b ^= 0x5a);
     let kernels: Vec<PathBuf> = (0..8)
         .map(|n| {
             let path = dir.path().join(format!("bzImage-{n}"));
@@ -139,7 +194,14 @@ fn a_search_over_prebuilt_kernels_finds_the_first_bad_one() {
         .collect();
     let output = Command::new(env!("CARGO_BIN_EXE_vmgate"))
         .current_dir(project())
-        .args(["bisect", "--case", "pax_nouderef", "--accel", "tcg", "--modules"])
+        .args([
+            "bisect",
+            "--case",
+            "pax_nouderef",
+            "--accel",
+            "tcg",
+            "--modules",
+        ])
         .arg(kernel.modules.as_ref().unwrap())
         .arg("--kernels")
         .args(&kernels)
@@ -148,7 +210,10 @@ fn a_search_over_prebuilt_kernels_finds_the_first_bad_one() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("first bad: {}", kernels[5].display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("first bad: {}", kernels[5].display())),
+        "{stdout}"
+    );
     let boots = stderr.matches("boot started").count();
     assert!(boots <= 3, "{boots} boots for 8 kernels");
 }

@@ -104,7 +104,9 @@ fn collect(pid: libc::pid_t, mut reader: File, timeout: Duration) -> Result<Endi
 
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            // The child too, in case neither side managed to give it its own group.
             sys::kill_group(pid);
+            sys::kill(pid);
             sys::wait(pid)?;
             return Ok(Ending::TimedOut);
         }

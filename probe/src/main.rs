@@ -3,7 +3,13 @@
 //! down, and prints one JSON record per check, in a fixed order.
 //!
 //! Exit status: 0 when the checks ran, whatever they found; 1 when output could not be
-//! written; 2 for a wrong command line.
+//! written (or, in the hidden `--aslr-sample` mode, no sample could be taken); 2 for a
+//! wrong command line.
+//!
+//! Built for the guest with
+//! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target
+//! x86_64-unknown-linux-gnu`, which links a static-pie binary: it needs no libraries in
+//! the guest, and its own code is randomised like any PIE's, so `aslr` can measure it.
 
 #![deny(missing_docs)]
 
@@ -23,7 +29,7 @@ use cli::{Command, RunOpts};
 /// The checks ran; their results are in the records.
 const EXIT_OK: i32 = 0;
 
-/// Writing to stdout failed.
+/// Writing to stdout failed, or the hidden sample mode could not take its sample.
 const EXIT_OUTPUT: i32 = 1;
 
 /// The command line was wrong.

@@ -41,7 +41,13 @@ pub enum StartError {
         /// The failure.
         source: std::io::Error,
     },
-    /// QEMU ran but QMP never answered (QEMU usually exited: see `stderr`).
+    /// QEMU is alive but its QMP socket did not answer in time (stopped or stuck).
+    #[error("QEMU did not answer on QMP: {message}")]
+    Unresponsive {
+        /// What the QMP side saw.
+        message: String,
+    },
+    /// QEMU ran but QMP never answered because QEMU exited: see `stderr`.
     #[error("QEMU did not start: {message}")]
     Qmp {
         /// What the QMP side saw.
@@ -84,6 +90,10 @@ impl Machine {
         watch_exit(child, alive.clone(), tx.clone());
         let qmp = match attach_qmp(config, &alive, tx).await {
             Ok(qmp) => qmp,
+            Err(StartError::Qmp { message, .. }) if alive.load(Ordering::SeqCst) => {
+                kill_group(pid);
+                return Err(StartError::Unresponsive { message });
+            }
             Err(StartError::Qmp { message, .. }) => {
                 kill_group(pid);
                 let _ = tokio::time::timeout(Duration::from_secs(2), stderr_done).await;
@@ -222,7 +232,14 @@ async fn attach_qmp(
         move || alive.load(Ordering::SeqCst)
     };
     let deadline = Duration::from_secs(10);
-    match Qmp::connect(&config.qmp_socket, alive_now, deadline, qmp_tx).await {
+    let connect = Qmp::connect(&config.qmp_socket, alive_now, deadline, qmp_tx);
+    let answered = tokio::time::timeout(deadline, connect)
+        .await
+        .unwrap_or_else(|_| {
+            let message = format!("no QMP greeting within {}s", deadline.as_secs());
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
+        });
+    match answered {
         Ok(qmp) => Ok(qmp),
         Err(e) => Err(StartError::Qmp {
             message: e.to_string(),

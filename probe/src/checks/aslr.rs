@@ -11,6 +11,9 @@ use crate::entropy;
 use crate::record;
 use crate::sys::{Errno, Mapping, PAGE_SIZE};
 
+/// The running probe's own binary, which the kernel resolves in each new process.
+const SELF: &str = "/proc/self/exe";
+
 /// One process's addresses, as `--aslr-sample` prints them.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 struct Sample {
@@ -62,22 +65,22 @@ struct AslrRecord<'a> {
 
 /// Runs the check.
 pub fn run(ctx: &Context) -> Outcome {
-    let samples = (0..ctx.samples)
+    let taken = (0..ctx.samples)
         .map(|index| sample_child().map_err(|e| format!("sample {index}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
 
     let bits = Regions {
-        stack: entropy::varying_bits(samples.iter().map(|s| s.stack)),
-        mmap: entropy::varying_bits(samples.iter().map(|s| s.mmap)),
-        heap: entropy::varying_bits(samples.iter().map(|s| s.heap)),
-        pie: entropy::varying_bits(samples.iter().map(|s| s.pie)),
-        vdso: entropy::varying_bits(samples.iter().map(|s| s.vdso)),
+        stack: entropy::varying_bits(taken.iter().map(|s| s.stack)),
+        mmap: entropy::varying_bits(taken.iter().map(|s| s.mmap)),
+        heap: entropy::varying_bits(taken.iter().map(|s| s.heap)),
+        pie: entropy::varying_bits(taken.iter().map(|s| s.pie)),
+        vdso: entropy::varying_bits(taken.iter().map(|s| s.vdso)),
     };
     let bucket = bits.map(|&bits| entropy::bucket(bits));
 
-    let samples = ctx.samples;
+    let (check, samples) = (ctx.name, ctx.samples);
     record::encode(&AslrRecord {
-        check: ctx.name,
+        check,
         result: "ok",
         samples,
         bits,
@@ -87,17 +90,14 @@ pub fn run(ctx: &Context) -> Outcome {
 
 /// Runs one sampling process and reads its addresses.
 fn sample_child() -> Result<Sample, String> {
-    let output = Command::new("/proc/self/exe")
+    let output = Command::new(SELF)
         .arg("--aslr-sample")
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
         .output()
-        .map_err(|e| format!("running /proc/self/exe: {e}"))?;
+        .map_err(|e| format!("running {SELF}: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "/proc/self/exe --aslr-sample failed: {}",
-            output.status
-        ));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("{SELF} {}: {}", output.status, stderr.trim()));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| format!("reading its addresses: {e}"))
 }

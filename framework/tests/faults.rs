@@ -1,0 +1,158 @@
+//! Faults injected into real runs: QEMU killed or stopped mid-boot, the guest
+//! panicking after boot, the guest's sshd killed. Each asserts the outcome,
+//! the report, and that no QEMU and no temporary directory is left.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Pids of QEMU processes whose arguments mention `tmp`: with `-kernel`, the
+/// boots; without, also the CPU-model query.
+fn qemus_under(tmp: &Path) -> Vec<i32> {
+    let needle = tmp.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.starts_with("qemu-system") && text.contains(&needle) {
+            found.extend(
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    found
+}
+
+/// Starts `vmgate run` on one scenario file with a private TMPDIR and reports.
+fn start(tmp: &Path, scenario: &str) -> Child {
+    let file = tmp.join("fault.toml");
+    std::fs::write(&file, scenario).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_vmgate"))
+        .current_dir(project())
+        .env("TMPDIR", tmp)
+        .env_remove("CI")
+        .arg("run")
+        .arg(&file)
+        .args(["--accel", "tcg", "--snapshots"])
+        .arg(tmp.join("snapshots"))
+        .arg("--json")
+        .arg(tmp.join("report.json"))
+        .arg("--artifacts")
+        .arg(tmp.join("artifacts"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_qemu(tmp: &Path) -> i32 {
+    let start = Instant::now();
+    loop {
+        let booting = qemus_under(tmp).into_iter().find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("-kernel")
+        });
+        if let Some(pid) = booting {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for vmgate, then returns its exit code and the case's observation.
+fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = std::fs::read_to_string(tmp.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}): {stdout}"));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(qemus_under(tmp).is_empty(), "QEMU left running");
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("vmgate-"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary directories left: {left:?}");
+    (
+        output.status.code(),
+        report["cases"][0]["observation"].clone(),
+    )
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: signalling a QEMU this test's vmgate started.
+    unsafe { libc::kill(pid, signal) };
+}
+
+const BOOTS: &str = "[[scenario]]\nname = \"fault\"\ndescription = \"a boot\"\n";
+
+#[test]
+fn qemu_killed_mid_boot_is_a_qemu_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = start(tmp.path(), BOOTS);
+    let pid = wait_for_qemu(tmp.path());
+    std::thread::sleep(Duration::from_millis(500));
+    signal(pid, libc::SIGKILL);
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(observation["outcome"], "qemu-error", "{observation}");
+    let message = observation["message"].as_str().unwrap_or_default();
+    assert!(message.contains("killed by a signal"), "{message}");
+}
+
+#[test]
+fn qemu_stopped_mid_boot_hangs_at_its_deadline_and_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = format!("{BOOTS}timeout = 8\n");
+    let child = start(tmp.path(), &scenario);
+    let pid = wait_for_qemu(tmp.path());
+    signal(pid, libc::SIGSTOP);
+    let started = Instant::now();
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(observation["outcome"], "hang", "{observation}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the deadline was not kept"
+    );
+}
+
+#[test]
+fn a_guest_panic_after_boot_is_a_panic_not_an_ssh_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "{BOOTS}[scenario.expect]\noutcome = \"panic\"\nmessage = \"sysrq triggered crash\"\n\
+         [scenario.observe]\ncommands = [[\"sh\", \"-c\", \"echo c > /proc/sysrq-trigger\"]]\n"
+    );
+    let child = start(tmp.path(), &scenario);
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(0), "{observation}");
+    assert_eq!(observation["outcome"], "panic");
+    let line = observation["line"].as_str().unwrap_or_default();
+    assert!(line.contains("sysrq triggered crash"), "{line}");
+}
+
+#[test]
+fn a_killed_sshd_ends_as_ssh_unreachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "{BOOTS}[scenario.expect]\noutcome = \"ssh-unreachable\"\n\
+         [scenario.observe]\ncommands = [[\"killall\", \"-9\", \"dropbear\"], [\"true\"]]\n"
+    );
+    let child = start(tmp.path(), &scenario);
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(0), "{observation}");
+    assert_eq!(observation["outcome"], "ssh-unreachable");
+}
