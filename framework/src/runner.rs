@@ -358,7 +358,7 @@ async fn read_guest(
         }
     }
     if case.observe.paxtest {
-        let tests: Vec<&str> = paxtest::fast_tests().collect();
+        let tests: Vec<&str> = paxtest::stable_tests().collect();
         match ssh
             .exec(&paxtest::framed_script(&tests), deadlines.paxtest)
             .await
