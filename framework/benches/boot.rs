@@ -37,6 +37,7 @@ fn options(jobs: usize, filter: Option<&str>, snapshots: &Path) -> RunOptions {
             accept: false,
             ci: false,
         },
+        wants_probe: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod console;
 pub mod debian;
 pub mod doctor;
 pub mod error;
+pub mod guest_probe;
 pub mod host;
 pub mod image;
 pub mod initramfs;

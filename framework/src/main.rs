@@ -273,6 +273,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
             accept: args.accept,
             ci: is_ci(),
         },
+        wants_probe: false,
     }
 }
 

@@ -127,6 +127,8 @@ pub struct Observation {
     pub commands: Vec<CommandResult>,
     /// paxtest's verdicts, where the scenario asked for them.
     pub paxtest: Option<PaxtestReport>,
+    /// vmgate-probe's records, where the scenario asked for them.
+    pub probe: Option<crate::guest_probe::ProbeRuns>,
     /// Seconds from start to the guest's readiness marker. Not snapshotted.
     pub ready_seconds: Option<f64>,
 }
@@ -145,6 +147,7 @@ impl Observation {
             sysctls: BTreeMap::new(),
             commands: Vec::new(),
             paxtest: None,
+            probe: None,
             ready_seconds: None,
         }
     }

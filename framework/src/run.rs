@@ -3,6 +3,7 @@
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
+use crate::guest_probe;
 use crate::host::{self, AccelChoice};
 use crate::image;
 use crate::initramfs::Archive;
@@ -47,6 +48,13 @@ pub struct RunOptions {
     pub memory_mib: u32,
     /// How snapshots are checked.
     pub policy: SnapshotPolicy,
+    /// Whether any case runs vmgate-probe, so the image needs it; `run` sets it.
+    pub wants_probe: bool,
+}
+
+/// The probe crate beside the image recipes: `<project>/probe` for `<project>/images/<name>`.
+fn probe_source(image: &Path) -> PathBuf {
+    image.join("../../probe")
 }
 
 /// A finished run.
@@ -90,7 +98,9 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
     }
     .with_label(options.label.clone());
     info!(kernel = %kernel.path.display(), release = %kernel.release, cases = cases.len(), "run");
-    let (run_dir, context) = prepare(options, kernel).await?;
+    let mut options = options.clone();
+    options.wants_probe = cases.iter().any(|case| case.observe.probe);
+    let (run_dir, context) = prepare(&options, kernel).await?;
     let jobs = options
         .jobs
         .unwrap_or_else(|| default_jobs(options.memory_mib))
@@ -115,7 +125,11 @@ pub async fn prepare(
         message: e.to_string(),
     })?;
     let initrd = run_dir.path().join("initrd.img");
-    compose_initrd(&image.path, &kernel, &key, &initrd)?;
+    let probe = match options.wants_probe {
+        true => Some(guest_probe::binary(&probe_source(&options.image))?),
+        false => None,
+    };
+    compose_initrd(&image.path, &kernel, &key, probe.as_deref(), &initrd)?;
     let host = host::probe(options.accel, &kernel.path, &initrd).await?;
     let context = RunContext {
         snapshot_dir: options.snapshots.join(&kernel.label),
@@ -131,13 +145,25 @@ pub async fn prepare(
 
 /// The base image, then the kernel's module layer, then the run's key layer:
 /// Linux unpacks concatenated archives in order, each over the last.
-fn compose_initrd(base: &Path, kernel: &Kernel, key: &ClientKey, out: &Path) -> Result<()> {
+fn compose_initrd(
+    base: &Path,
+    kernel: &Kernel,
+    key: &ClientKey,
+    probe: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
     let mut bytes = std::fs::read(base).map_err(|e| Error::io(base, e))?;
     let mut layers: Vec<Archive> = Vec::new();
     if let Some(dir) = &kernel.modules {
         layers.push(ModuleTree::open(dir)?.layer(&kernel.release, &modules::WANTED)?);
     }
     layers.push(image::key_layer(&key.public_line));
+    if let Some(probe) = probe {
+        let mut layer = Archive::new();
+        let bytes = std::fs::read(probe).map_err(|e| Error::io(probe, e))?;
+        layer.file(guest_probe::GUEST_PATH, 0o755, bytes);
+        layers.push(layer);
+    }
     for layer in layers {
         // The kernel only takes an uncompressed archive that starts 4-byte aligned.
         bytes.resize(bytes.len().next_multiple_of(4), 0);

@@ -11,7 +11,7 @@ use crate::observation::{BootOutcome, CommandResult, CommandRun, Observation};
 use crate::scenario::{Case, ExpectedOutcome};
 use crate::snapshot::{self, SnapshotPolicy, SnapshotVerdict};
 use crate::watch::{BootWatch, Wait};
-use crate::{paxtest, probe};
+use crate::{guest_probe, paxtest, probe};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -356,6 +356,18 @@ async fn read_guest(
         if let Some(error) = lost_with {
             return lost(error);
         }
+    }
+    if case.observe.probe {
+        let mut runs = Vec::new();
+        for command in [guest_probe::as_root(), guest_probe::as_user()] {
+            match ssh.exec(&command, deadlines.paxtest).await {
+                Ok(out) => runs.push(guest_probe::records(&out.stdout)),
+                Err(e) => return lost(e),
+            }
+        }
+        let user = runs.pop().unwrap_or_default();
+        let root = runs.pop().unwrap_or_default();
+        observation.probe = Some(guest_probe::ProbeRuns { root, user });
     }
     if case.observe.paxtest {
         let tests: Vec<&str> = paxtest::stable_tests().collect();

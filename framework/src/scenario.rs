@@ -44,7 +44,7 @@ const SCENARIO_KEYS: &str =
     "`name`, `description`, `params`, `timeout`, `matrix`, `requires`, `expect` and `observe`";
 
 /// The keys a `[scenario.observe]` table takes, as shown in the unknown-key message.
-const OBSERVE_KEYS: &str = "`sysctls`, `commands` and `paxtest`";
+const OBSERVE_KEYS: &str = "`sysctls`, `commands`, `paxtest` and `probe`";
 
 /// One boot to run: a scenario, or one combination of its matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,6 +120,9 @@ pub struct Observe {
     pub commands: Vec<Vec<String>>,
     /// `paxtest`: whether to run paxtest's fast tests; default `false`.
     pub paxtest: bool,
+    /// `probe`: whether to run vmgate-probe as root and as the unprivileged
+    /// user; default `false`.
+    pub probe: bool,
 }
 
 /// One thing wrong with the scenario files, and where it is.
@@ -506,6 +509,7 @@ struct RawObserve {
     sysctls: Field<Vec<Spanned<String>>>,
     commands: Field<Vec<Spanned<Vec<String>>>>,
     paxtest: Field<bool>,
+    probe: Field<bool>,
 }
 
 /// One matrix value: a string, or an integer kept as its decimal text.
@@ -755,6 +759,7 @@ impl<'a> FileCheck<'a> {
                 "sysctls" => raw.sysctls = self.field("observe.sysctls", value),
                 "commands" => raw.commands = self.field("observe.commands", value),
                 "paxtest" => raw.paxtest = self.field("observe.paxtest", value),
+                "probe" => raw.probe = self.field("observe.probe", value),
                 _ => self.unknown(&key, "[scenario.observe]", OBSERVE_KEYS),
             }
         }
@@ -1075,6 +1080,7 @@ impl RawObserve {
             sysctls: self.sysctls.given().map(|s| strings(s)).unwrap_or_default(),
             commands: commands.map(|argv| argv.get_ref().clone()).collect(),
             paxtest: self.paxtest.given().copied().unwrap_or(false),
+            probe: self.probe.given().copied().unwrap_or(false),
         }
     }
 }
@@ -1285,6 +1291,7 @@ paxtest = true
                 sysctls: vec!["kernel.kptr_restrict".to_string()],
                 commands: vec![vec!["uname".to_string(), "-r".to_string()]],
                 paxtest: true,
+                probe: false,
             },
             timeout: Some(Duration::from_secs(90)),
         };
@@ -1743,7 +1750,7 @@ paxtest = 1
         const HEADERS: &str = "[[scenario]]|[scenario.matrix]|[scenario.expect]|\
             [scenario.observe]|[scenario.requires]|[scenario]|[[scenario.matrix]]";
         const KEYS: &str = "name|description|params|timeout|matrix|requires|expect|k|\
-            outcome|message|cpu|accel|sysctls|commands|paxtest|\"a b\"";
+            outcome|message|cpu|accel|sysctls|commands|paxtest|probe|\"a b\"";
         const VALUES: &str = concat!(
             r#""s"|"a b"|""|1|-5|0|1.5|true|[]|["a", 2]|[["ls"]]|[[]]|{}|["\u0000"]|"#,
             r#""panic"|"kvm"|3601|1979-05-27|[1, 2, 3]|["x=y"]|{ a = 1 }|"a..b""#,

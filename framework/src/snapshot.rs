@@ -56,8 +56,28 @@ pub fn render(observation: &Observation) -> String {
             map.remove(field);
         }
     }
+    drop_probe_measurements(&mut value);
     redact_value(&mut value);
     serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// Probe fields that vary between runs: raw entropy bits (their buckets stay)
+/// and how long a timed-out check ran.
+const PROBE_MEASUREMENTS: [&str; 2] = ["bits", "seconds"];
+
+fn drop_probe_measurements(value: &mut serde_json::Value) {
+    for user in ["root", "user"] {
+        let records = value
+            .pointer_mut(&format!("/probe/{user}"))
+            .and_then(|v| v.as_array_mut());
+        for record in records.into_iter().flatten() {
+            if let Some(map) = record.as_object_mut() {
+                PROBE_MEASUREMENTS
+                    .iter()
+                    .for_each(|field| drop(map.remove(*field)));
+            }
+        }
+    }
 }
 
 fn redact_value(value: &mut serde_json::Value) {

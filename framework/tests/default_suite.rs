@@ -32,6 +32,7 @@ fn options() -> RunOptions {
             accept: false,
             ci: true,
         },
+        wants_probe: false,
     }
 }
 
