@@ -38,6 +38,9 @@ fn options(jobs: usize, filter: Option<&str>, snapshots: &Path) -> RunOptions {
             ci: false,
         },
         wants_probe: false,
+        repeat: 1,
+        timeout_scale: 1.0,
+        progress: false,
     }
 }
 

@@ -90,6 +90,7 @@ mod tests {
                 accept: false,
                 ci: true,
             },
+            timeout_scale: 1.0,
         };
         let panic = BootOutcome::Panic {
             line: "Kernel panic - not syncing: <boom> & more".into(),

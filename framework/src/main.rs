@@ -188,6 +188,13 @@ struct RunArgs {
     /// Write every observation as JSON here.
     #[arg(long, env = "VMGATE_JSON")]
     json: Option<PathBuf>,
+    /// Boot each case N times; outcomes that disagree fail the case as flaky.
+    #[arg(long, default_value_t = 1, env = "VMGATE_REPEAT",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Multiply every stage deadline (boot, SSH, commands) by this.
+    #[arg(long, default_value_t = 1.0, env = "VMGATE_TIMEOUT_SCALE")]
+    timeout_scale: f64,
 }
 
 fn main() -> ExitCode {
@@ -211,9 +218,17 @@ fn main() -> ExitCode {
     code
 }
 
+/// A live display only on a terminal outside CI; elsewhere one log line per event.
+fn live_display() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && !is_ci()
+}
+
 fn init_logging() {
+    // Under the live display only warnings interleave with it, unless asked.
+    let quiet = if live_display() { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VMGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -274,6 +289,9 @@ fn run_options(args: &RunArgs) -> RunOptions {
             ci: is_ci(),
         },
         wants_probe: false,
+        repeat: args.repeat,
+        timeout_scale: args.timeout_scale,
+        progress: live_display(),
     }
 }
 

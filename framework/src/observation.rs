@@ -121,6 +121,9 @@ pub struct Observation {
     pub unknown_params: Vec<String>,
     /// Oops, BUG and WARNING lines from the console.
     pub oopses: Vec<String>,
+    /// PaX kills and modes, grsecurity denials and faults from the console.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_events: Vec<crate::kernel_log::KernelEvent>,
     /// Each requested sysctl: a value, absent, or a read error.
     pub sysctls: BTreeMap<String, SysctlValue>,
     /// Each requested guest command.
@@ -128,6 +131,7 @@ pub struct Observation {
     /// paxtest's verdicts, where the scenario asked for them.
     pub paxtest: Option<PaxtestReport>,
     /// vmgate-probe's records, where the scenario asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<crate::guest_probe::ProbeRuns>,
     /// Seconds from start to the guest's readiness marker. Not snapshotted.
     pub ready_seconds: Option<f64>,
@@ -144,6 +148,7 @@ impl Observation {
             command_line: None,
             unknown_params: Vec::new(),
             oopses: Vec::new(),
+            kernel_events: Vec::new(),
             sysctls: BTreeMap::new(),
             commands: Vec::new(),
             paxtest: None,

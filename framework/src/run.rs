@@ -10,6 +10,7 @@ use crate::initramfs::Archive;
 use crate::kernel::Kernel;
 use crate::machine::ssh::ClientKey;
 use crate::modules::{self, ModuleTree};
+use crate::progress::Progress;
 use crate::runner::{self, CaseResult, RunContext};
 use crate::scenario::{self, Case};
 use crate::shard::Shard;
@@ -50,6 +51,12 @@ pub struct RunOptions {
     pub policy: SnapshotPolicy,
     /// Whether any case runs vmgate-probe, so the image needs it; `run` sets it.
     pub wants_probe: bool,
+    /// Boots of each case; outcomes that disagree make the case `flaky`.
+    pub repeat: u32,
+    /// Multiplies every stage deadline.
+    pub timeout_scale: f64,
+    /// Show a live display on the terminal.
+    pub progress: bool,
 }
 
 /// The probe crate beside the image recipes: `<project>/probe` for `<project>/images/<name>`.
@@ -106,7 +113,18 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
         .unwrap_or_else(|| default_jobs(options.memory_mib))
         .max(1);
     let timings = Timings::load(&context.kernel.label);
-    let results = run_cases(&context, cases, jobs, &timings).await;
+    let progress = Progress::new(
+        cases.len() * options.repeat.max(1) as usize,
+        options.progress,
+    );
+    let plan = Plan {
+        jobs,
+        repeat: options.repeat.max(1),
+        timings: &timings,
+        progress: &progress,
+    };
+    let results = run_cases(&context, cases, plan).await;
+    progress.clear();
     timings.save(&results);
     drop(run_dir);
     Ok(RunReport { context, results })
@@ -139,6 +157,7 @@ pub async fn prepare(
         key,
         memory_mib: options.memory_mib,
         policy: options.policy,
+        timeout_scale: options.timeout_scale,
     };
     Ok((run_dir, context))
 }
@@ -172,36 +191,72 @@ fn compose_initrd(
     std::fs::write(out, bytes).map_err(|e| Error::io(out, e))
 }
 
-async fn run_cases(
-    context: &RunContext,
-    cases: Vec<Case>,
+/// How the cases of a run are scheduled.
+struct Plan<'a> {
     jobs: usize,
-    timings: &Timings,
-) -> Vec<CaseResult> {
+    repeat: u32,
+    timings: &'a Timings,
+    progress: &'a Progress,
+}
+
+async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Vec<CaseResult> {
     let context = Arc::new(context.clone());
-    let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
-    let mut tasks = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(plan.jobs));
     let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
-    ordered.sort_by(|a, b| {
-        timings
-            .expected(&b.1.name)
-            .total_cmp(&timings.expected(&a.1.name))
-    });
+    let expected = |case: &Case| plan.timings.expected(&case.name);
+    ordered.sort_by(|a, b| expected(&b.1).total_cmp(&expected(&a.1)));
+    let mut boots = futures::stream::FuturesUnordered::new();
     for (index, case) in ordered {
-        let (context, slots) = (context.clone(), slots.clone());
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            (index, runner::run_case(&context, case).await)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
+        for _ in 0..plan.repeat {
+            let (context, slots, case) = (context.clone(), slots.clone(), case.clone());
+            let progress = plan.progress;
+            boots.push(async move {
+                let _slot = slots.acquire_owned().await;
+                progress.started(&case.name);
+                let result = runner::run_case(&context, case).await;
+                progress.finished(&result.case.name, verdict_word(&result));
+                (index, result)
+            });
         }
     }
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, result)| result).collect()
+    let mut by_case: BTreeMap<usize, Vec<CaseResult>> = BTreeMap::new();
+    while let Some((index, result)) = futures::StreamExt::next(&mut boots).await {
+        by_case.entry(index).or_default().push(result);
+    }
+    by_case.into_values().filter_map(agree).collect()
+}
+
+fn verdict_word(result: &CaseResult) -> &'static str {
+    match result.verdict {
+        runner::Verdict::Pass => "pass",
+        runner::Verdict::Fail(_) => "FAIL",
+        runner::Verdict::Skip(_) => "skip",
+    }
+}
+
+/// One result from a case's repeated boots: theirs if they agree, else the
+/// first marked `flaky` with every outcome, never a silent retry into green.
+fn agree(mut runs: Vec<CaseResult>) -> Option<CaseResult> {
+    let outcomes: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} ({})", r.observation.outcome.kind(), verdict_word(r)))
+        .collect();
+    let mut first = (!runs.is_empty()).then(|| runs.remove(0))?;
+    if outcomes.iter().any(|o| *o != outcomes[0]) {
+        let reason = format!(
+            "flaky: {} boots disagree: {}",
+            outcomes.len(),
+            outcomes.join(", ")
+        );
+        first.verdict = match first.verdict {
+            runner::Verdict::Fail(mut reasons) => {
+                reasons.insert(0, reason);
+                runner::Verdict::Fail(reasons)
+            }
+            _ => runner::Verdict::Fail(vec![reason]),
+        };
+    }
+    Some(first)
 }
 
 /// One VM per core, as far as memory allows (each VM costs its guest memory

@@ -4,6 +4,7 @@
 
 use crate::host::Host;
 use crate::kernel::Kernel;
+use crate::kernel_log::KernelEvent;
 use crate::machine::qemu::QemuConfig;
 use crate::machine::ssh::{ClientKey, Ssh, SshError};
 use crate::machine::{free_port, Machine, StartError};
@@ -34,6 +35,8 @@ pub struct RunContext {
     pub snapshot_dir: PathBuf,
     /// How snapshots are checked.
     pub policy: SnapshotPolicy,
+    /// Multiplies every stage deadline (`--timeout-scale`).
+    pub timeout_scale: f64,
 }
 
 /// The verdict on one case.
@@ -79,17 +82,19 @@ struct Deadlines {
 
 impl Deadlines {
     fn for_case(ctx: &RunContext, case: &Case) -> Deadlines {
-        let scale = match ctx.host.accel {
-            crate::accel::Accel::Kvm => 1,
-            crate::accel::Accel::Tcg => 4,
+        let accel = match ctx.host.accel {
+            crate::accel::Accel::Kvm => 1.0,
+            crate::accel::Accel::Tcg => 4.0,
         };
-        let secs = |s: u64| Duration::from_secs(s * scale);
+        let scale = ctx.timeout_scale.max(0.01);
+        let secs = |s: f64| Duration::from_secs_f64(s * accel * scale);
+        let boot = case.timeout.map(|t| t.mul_f64(scale)).unwrap_or(secs(30.0));
         Deadlines {
-            banner: secs(5),
-            boot: case.timeout.unwrap_or(secs(30)),
-            ssh: secs(10),
-            command: secs(15),
-            paxtest: secs(60),
+            banner: secs(5.0),
+            boot,
+            ssh: secs(10.0),
+            command: secs(15.0),
+            paxtest: secs(60.0),
         }
     }
 }
@@ -296,11 +301,13 @@ async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observa
             line: first.clone(),
         };
     }
-    fill_from_console(&mut observation, &watch);
+    fill_from_console(&mut observation, &mut watch);
     observation
 }
 
-fn fill_from_console(observation: &mut Observation, watch: &BootWatch) {
+fn fill_from_console(observation: &mut Observation, watch: &mut BootWatch) {
+    watch.finish();
+    observation.kernel_events = watch.events.clone();
     let console = &watch.console;
     observation.command_line = console.command_line.clone();
     observation.unknown_params = console.unknown_params.clone();
@@ -425,6 +432,7 @@ fn judge(
 ) -> CaseResult {
     observation.case = case.name.clone();
     let mut reasons = expectation_failures(&case, &observation.outcome);
+    reasons.extend(unexpected_kills(&observation.kernel_events));
     let rendered = snapshot::render(&observation);
     let path = snapshot::path_for(&ctx.snapshot_dir, &case.name);
     // A case that already failed its expectation never creates a golden file.
@@ -496,5 +504,55 @@ pub fn expectation_failures(case: &Case, outcome: &BootOutcome) -> Vec<String> {
             )]
         }
         _ => Vec::new(),
+    }
+}
+
+/// PaX kills of anything but a paxtest program: paxtest provokes kills on
+/// purpose, any other kill is a finding.
+pub fn unexpected_kills(events: &[KernelEvent]) -> Vec<String> {
+    let paxtest = |comm: &str| paxtest::TESTS.iter().any(|(binary, _)| *binary == comm);
+    events
+        .iter()
+        .filter_map(|event| match event {
+            KernelEvent::PaxKill {
+                task,
+                comm,
+                mapping,
+                ..
+            } if !paxtest(comm) => {
+                Some(format!("PaX killed {task} ({comm}) executing in {mapping}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kill(comm: &str) -> KernelEvent {
+        KernelEvent::PaxKill {
+            mapping: "<anonymous mapping>".into(),
+            start: None,
+            end: None,
+            address: None,
+            task: format!("/usr/bin/{comm}"),
+            comm: comm.into(),
+            pid: 1,
+            uid: None,
+            euid: None,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn kills_during_paxtest_are_expected_and_others_fail() {
+        assert!(unexpected_kills(&[kill("anonmap"), kill("execstack")]).is_empty());
+        let found = unexpected_kills(&[kill("anonmap"), kill("player")]);
+        assert_eq!(
+            found,
+            ["PaX killed /usr/bin/player (player) executing in <anonymous mapping>"]
+        );
     }
 }

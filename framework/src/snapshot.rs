@@ -57,6 +57,7 @@ pub fn render(observation: &Observation) -> String {
         }
     }
     drop_probe_measurements(&mut value);
+    drop_kill_measurements(&mut value);
     redact_value(&mut value);
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
@@ -64,6 +65,25 @@ pub fn render(observation: &Observation) -> String {
 /// Probe fields that vary between runs: raw entropy bits (their buckets stay)
 /// and how long a timed-out check ran.
 const PROBE_MEASUREMENTS: [&str; 2] = ["bits", "seconds"];
+
+/// Fields of a PaX kill that change with ASLR and process numbering.
+const KILL_MEASUREMENTS: [&str; 4] = ["start", "end", "address", "pid"];
+
+fn drop_kill_measurements(value: &mut serde_json::Value) {
+    let events = value
+        .pointer_mut("/kernel_events")
+        .and_then(|v| v.as_array_mut());
+    for event in events.into_iter().flatten() {
+        if let Some(map) = event
+            .as_object_mut()
+            .filter(|m| m.get("kind").and_then(|k| k.as_str()) == Some("pax-kill"))
+        {
+            KILL_MEASUREMENTS
+                .iter()
+                .for_each(|field| drop(map.remove(*field)));
+        }
+    }
+}
 
 fn drop_probe_measurements(value: &mut serde_json::Value) {
     for user in ["root", "user"] {
@@ -246,6 +266,22 @@ mod tests {
             check(&path, "baseline", "{\n  \"a\": 2\n}", CI).unwrap(),
             SnapshotVerdict::Matched
         );
+    }
+
+    #[test]
+    fn pax_kill_addresses_and_pids_stay_out_of_snapshots() {
+        let mut value = serde_json::json!({"kernel_events": [
+            {"kind": "pax-kill", "task": "/x", "start": 1, "end": 2, "address": 3, "pid": 4},
+            {"kind": "pax-mode", "text": "UDEREF enabled"},
+            {"no-kind": true}
+        ]});
+        drop_kill_measurements(&mut value);
+        let expected = serde_json::json!({"kernel_events": [
+            {"kind": "pax-kill", "task": "/x"},
+            {"kind": "pax-mode", "text": "UDEREF enabled"},
+            {"no-kind": true}
+        ]});
+        assert_eq!(value, expected);
     }
 
     #[test]

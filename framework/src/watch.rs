@@ -3,12 +3,16 @@
 //! (panic, then unexpected reboot, then QEMU error, then hang).
 
 use crate::console::{ConsoleEvent, ConsoleSummary};
+use crate::kernel_log::{KernelEvent, KernelLog};
 use crate::machine::qmp::QmpEvent;
 use crate::machine::{Machine, MachineEvent};
 use crate::observation::BootOutcome;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
+
+/// The most kernel events one boot keeps.
+pub const EVENT_LIMIT: usize = 256;
 
 /// How long to keep reading after a panic, for the rest of its report.
 const PANIC_GRACE: Duration = Duration::from_secs(3);
@@ -26,6 +30,9 @@ pub struct BootWatch {
     pub exited: Option<Option<i32>>,
     /// When the guest printed its readiness marker, counted from the start.
     pub ready_after: Option<Duration>,
+    /// PaX, grsecurity and fault events from the console, at most [`EVENT_LIMIT`].
+    pub events: Vec<KernelEvent>,
+    kernel_log: KernelLog,
     started: Option<Instant>,
 }
 
@@ -55,6 +62,8 @@ impl BootWatch {
                 if let Some(ConsoleEvent::Ready) = self.console.observe(&line) {
                     self.ready_after = self.started.map(|s| s.elapsed());
                 }
+                let events = self.kernel_log.push(crate::console::message(&line));
+                self.keep(events);
             }
             MachineEvent::Qmp(QmpEvent::GuestPanicked) => self.guest_panicked = true,
             MachineEvent::Qmp(QmpEvent::Reset { guest }) => {
@@ -73,6 +82,17 @@ impl BootWatch {
             MachineEvent::Exited(code) => self.exited = Some(code),
         }
         self.exited.is_some()
+    }
+
+    /// Completes the kernel events still waiting for their last line.
+    pub fn finish(&mut self) {
+        let events = self.kernel_log.finish();
+        self.keep(events);
+    }
+
+    fn keep(&mut self, events: Vec<KernelEvent>) {
+        let room = EVENT_LIMIT.saturating_sub(self.events.len());
+        self.events.extend(events.into_iter().take(room));
     }
 
     /// Whether something already decides the outcome, whatever comes next.

@@ -33,6 +33,9 @@ fn options() -> RunOptions {
             ci: true,
         },
         wants_probe: false,
+        repeat: 1,
+        timeout_scale: 1.0,
+        progress: false,
     }
 }
 
