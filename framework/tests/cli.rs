@@ -244,3 +244,138 @@ fn two_shards_list_every_case_exactly_once() {
     expected.sort();
     assert_eq!(union, expected);
 }
+
+#[test]
+fn a_missing_qemu_is_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = vmgate(tmp.path())
+        .env("VMGATE_QEMU", "/nonexistent/qemu-system-x86_64")
+        .args(["run", "--filter", "missing_init", "--accel", "tcg"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: /nonexistent/qemu-system-x86_64: cannot run it"),
+        "{said}"
+    );
+    assert!(last.contains("apt-get install qemu-system-x86"), "{said}");
+}
+
+#[test]
+fn sigterm_mid_run_leaves_no_qemu_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = vmgate(tmp.path())
+        .args([
+            "run",
+            "--filter",
+            "pax_nouderef",
+            "--accel",
+            "tcg",
+            "--snapshots",
+        ])
+        .arg(tmp.path().join("snapshots"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while qemus_under(tmp.path()).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    assert_eq!(child.wait().unwrap().code(), Some(2));
+    while !qemus_under(tmp.path()).is_empty() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "QEMU outlived SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_artifacts_filesystem_is_reported_and_the_verdict_stands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    std::fs::create_dir(&artifacts).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&artifacts)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let output = vmgate(tmp.path())
+        .env_remove("CI")
+        .args([
+            "run",
+            "--filter",
+            "missing_init",
+            "--accel",
+            "tcg",
+            "--artifacts",
+        ])
+        .arg(&artifacts)
+        .output()
+        .unwrap();
+    let _ = Command::new("umount").arg(&artifacts).status();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{said}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    assert!(
+        said.contains("artifacts not written") && said.contains("No space left"),
+        "{said}"
+    );
+}
+
+#[test]
+fn two_runs_at_once_share_a_cold_cache_safely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let start = |n: usize| {
+        vmgate(tmp.path())
+            .env("VMGATE_CACHE_DIR", &cache)
+            .env_remove("CI")
+            .args([
+                "run",
+                "--filter",
+                "missing_init",
+                "--accel",
+                "tcg",
+                "--snapshots",
+            ])
+            .arg(tmp.path().join(format!("snapshots-{n}")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let runs = [start(1), start(2)];
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            stderr(&output)
+        );
+    }
+    let images: Vec<_> = std::fs::read_dir(cache.join("images"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(images.len(), 1, "one image, built once: {images:?}");
+    assert!(qemus_under(tmp.path()).is_empty());
+}
