@@ -156,3 +156,57 @@ fn a_killed_sshd_ends_as_ssh_unreachable() {
     assert_eq!(code, Some(0), "{observation}");
     assert_eq!(observation["outcome"], "ssh-unreachable");
 }
+
+#[tokio::test]
+async fn a_taken_forward_port_names_the_collision() {
+    use vmgate::host::AccelChoice;
+    use vmgate::machine::{Machine, StartError};
+    use vmgate::run::{self, RunOptions};
+    use vmgate::snapshot::SnapshotPolicy;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        scenarios: vec![project().join("scenarios")],
+        kernel: None,
+        modules: None,
+        label: None,
+        accel: AccelChoice::Tcg,
+        filter: Some("pax_nouderef".into()),
+        shard: None,
+        extra_params: Vec::new(),
+        jobs: Some(1),
+        image: project().join("images/minimal"),
+        snapshots: scratch.path().to_path_buf(),
+        memory_mib: 512,
+        policy: SnapshotPolicy {
+            accept: false,
+            ci: false,
+        },
+        wants_probe: false,
+        repeat: 1,
+        timeout_scale: 1.0,
+        progress: false,
+    };
+    let kernel =
+        vmgate::kernel::Kernel::default_kernel(&vmgate::cache::Cache::from_env().unwrap()).unwrap();
+    let (_dir, context) = run::prepare(&options, kernel).await.unwrap();
+    let cases = run::load_cases(&options.scenarios, Some("pax_nouderef"), None).unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = vmgate::runner::qemu_config(&context, &cases[0], scratch.path(), port);
+    let started = Instant::now();
+    match Machine::start(&config, &scratch.path().join("serial.log")).await {
+        Err(StartError::Qmp { stderr, .. }) => {
+            assert!(
+                stderr.contains("Could not set up host forwarding rule"),
+                "{stderr}"
+            );
+        }
+        Err(other) => panic!("expected QEMU's own words, got {other}"),
+        Ok(_) => panic!("QEMU started on a taken port"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it must not wait for QMP"
+    );
+}

@@ -87,10 +87,13 @@ impl Machine {
         let alive = Arc::new(AtomicBool::new(true));
         read_console(child.stdout.take(), serial_log, tx.clone());
         let stderr_done = read_stderr(child.stderr.take(), stderr.clone());
-        watch_exit(child, alive.clone(), tx.clone());
+        let exited = Arc::new(tokio::sync::Notify::new());
+        watch_exit(child, (alive.clone(), exited.clone()), tx.clone());
         let qmp = match attach_qmp(config, &alive, tx).await {
             Ok(qmp) => qmp,
-            Err(StartError::Qmp { message, .. }) if alive.load(Ordering::SeqCst) => {
+            // QMP often fails because QEMU is exiting: give its exit a moment to
+            // land, so its own words are reported rather than the socket error.
+            Err(StartError::Qmp { message, .. }) if !exits_soon(&alive, &exited).await => {
                 kill_group(pid);
                 return Err(StartError::Unresponsive { message });
             }
@@ -297,15 +300,25 @@ fn read_stderr(
 
 fn watch_exit(
     mut child: tokio::process::Child,
-    alive: Arc<AtomicBool>,
+    (alive, exited): (Arc<AtomicBool>, Arc<tokio::sync::Notify>),
     tx: mpsc::UnboundedSender<MachineEvent>,
 ) {
     tokio::spawn(async move {
         let status = child.wait().await.ok().and_then(|s| s.code());
         alive.store(false, Ordering::SeqCst);
+        exited.notify_one();
         debug!(?status, "QEMU exited");
         let _ = tx.send(MachineEvent::Exited(status));
     });
+}
+
+/// Whether QEMU has exited or does within a second.
+async fn exits_soon(alive: &AtomicBool, exited: &tokio::sync::Notify) -> bool {
+    if !alive.load(Ordering::SeqCst) {
+        return true;
+    }
+    let waited = tokio::time::timeout(Duration::from_secs(1), exited.notified()).await;
+    waited.is_ok() || !alive.load(Ordering::SeqCst)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
