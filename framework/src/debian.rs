@@ -48,6 +48,17 @@ pub fn closure(names: &[String]) -> Result<Vec<Package>> {
         .map(|line| line.trim().to_string())
         .filter(|name| !name.is_empty())
         .collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !all.contains(n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(apt_error(&format!(
+            "apt knows no package {}",
+            unknown.join(", ")
+        )));
+    }
     candidates(&all)
 }
 
@@ -180,7 +191,7 @@ fn run_apt_cache(args: &[&str]) -> Result<String> {
 fn apt_error(message: &str) -> Error {
     Error::HostTool {
         program: "apt".into(),
-        message: format!("{message} (run `apt-get update`, or pass --kernel)"),
+        message: format!("{message} (check the name; run `apt-get update` if apt's lists are old)"),
     }
 }
 

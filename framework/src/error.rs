@@ -67,6 +67,9 @@ pub enum Error {
         /// What the host check found.
         reason: String,
     },
+    /// A command-line value is unusable; the text says which and why.
+    #[error("{0}")]
+    Usage(String),
     /// The user interrupted the run.
     #[error("interrupted")]
     Interrupted,

@@ -37,6 +37,9 @@ pub struct Host {
     pub accel_reason: String,
     /// The guest CPU model's flags, as QEMU names them.
     pub cpu_flags: BTreeSet<String>,
+    /// Every flag QEMU knows for that model, enabled or not.
+    #[serde(skip)]
+    pub cpu_known: BTreeSet<String>,
 }
 
 /// How long a KVM canary may take to print the kernel banner.
@@ -91,7 +94,7 @@ pub async fn probe(choice: AccelChoice, kernel: &Path, initrd: &Path) -> Result<
             }
         },
     };
-    let cpu_flags = cpu_flags(&qemu, accel).await?;
+    let (cpu_flags, cpu_known) = cpu_flags(&qemu, accel).await?;
     info!(%accel, reason = %accel_reason, qemu = %qemu_version, "host probed");
     Ok(Host {
         qemu,
@@ -99,6 +102,7 @@ pub async fn probe(choice: AccelChoice, kernel: &Path, initrd: &Path) -> Result<
         accel,
         accel_reason,
         cpu_flags,
+        cpu_known,
     })
 }
 
@@ -212,8 +216,9 @@ fn qemu_said(stderr: &str) -> String {
     format!("QEMU exited during a canary boot: {}", last.trim())
 }
 
-/// The flags QEMU enables for the guest CPU model under `accel`.
-async fn cpu_flags(qemu: &Path, accel: Accel) -> Result<BTreeSet<String>> {
+/// The flags QEMU enables for the guest CPU model under `accel`, and every flag
+/// it knows for that model.
+async fn cpu_flags(qemu: &Path, accel: Accel) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let model = match accel {
         Accel::Kvm => "host",
         Accel::Tcg => "max",
@@ -255,7 +260,10 @@ async fn cpu_flags(qemu: &Path, accel: Accel) -> Result<BTreeSet<String>> {
     })
 }
 
-async fn expand_cpu(socket: &Path, model: &str) -> Result<BTreeSet<String>, String> {
+async fn expand_cpu(
+    socket: &Path,
+    model: &str,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let qmp = Qmp::connect(socket, || true, Duration::from_secs(10), tx)
         .await
@@ -272,15 +280,18 @@ async fn expand_cpu(socket: &Path, model: &str) -> Result<BTreeSet<String>, Stri
         .await
         .map_err(|e| e.to_string())?;
     debug!(%reply, "cpu model expansion");
-    Ok(enabled_flags(&reply))
+    Ok((flags(&reply, Some(true)), flags(&reply, None)))
 }
 
-fn enabled_flags(reply: &serde_json::Value) -> BTreeSet<String> {
+/// The boolean properties of a CPU model expansion, those with `value` or all.
+fn flags(reply: &serde_json::Value, value: Option<bool>) -> BTreeSet<String> {
     let props = reply.pointer("/model/props").and_then(|p| p.as_object());
     props
         .into_iter()
         .flatten()
-        .filter(|(_, v)| v.as_bool() == Some(true))
+        .filter(|(_, v)| {
+            v.as_bool().is_some() && value.is_none_or(|want| v.as_bool() == Some(want))
+        })
         .map(|(k, _)| k.replace('-', "_"))
         .collect()
 }
@@ -325,9 +336,11 @@ mod tests {
             "model": {"name": "max", "props": {"pcid": false, "smap": true, "lm": true,
                 "model-id": "QEMU TCG CPU", "avx512-fp16": true}}
         });
-        let flags: Vec<String> = enabled_flags(&reply).into_iter().collect();
-        assert_eq!(flags, ["avx512_fp16", "lm", "smap"]);
-        assert!(enabled_flags(&serde_json::json!({})).is_empty());
+        let enabled: Vec<String> = flags(&reply, Some(true)).into_iter().collect();
+        assert_eq!(enabled, ["avx512_fp16", "lm", "smap"]);
+        let known: Vec<String> = flags(&reply, None).into_iter().collect();
+        assert_eq!(known, ["avx512_fp16", "lm", "pcid", "smap"]);
+        assert!(flags(&serde_json::json!({}), None).is_empty());
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl Recipe {
 /// Builds the image for the recipe in `dir`, or returns the cached one.
 pub fn build(cache: &Cache, dir: &Path) -> Result<Image> {
     let recipe = Recipe::load(dir)?;
-    let packages = debian::closure(&recipe.packages)?;
+    let packages = debian::closure(&recipe.packages).map_err(|e| Error::Recipe {
+        path: dir.join("recipe.toml"),
+        message: e.to_string(),
+    })?;
     let overlay = recipe.overlay.as_ref().map(|o| dir.join(o));
     let key = cache_key(dir, overlay.as_deref(), &packages)?;
     let images = cache.dir("images")?;

@@ -72,6 +72,7 @@ mod tests {
                 accel: Accel::Tcg,
                 accel_reason: "KVM unusable: canary stalled".into(),
                 cpu_flags: Default::default(),
+                cpu_known: Default::default(),
             },
             kernel: Kernel {
                 path: "/k".into(),

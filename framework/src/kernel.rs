@@ -26,13 +26,20 @@ pub struct Kernel {
 impl Kernel {
     /// A kernel from a path the user gave, with its modules directory if given.
     pub fn from_path(path: &Path, modules: Option<PathBuf>) -> Result<Kernel> {
-        let bytes = std::fs::read(path).map_err(|source| Error::KernelUnreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_image(path)?;
         let release = release_of(&bytes).map_err(|why| Error::NotAKernel {
             path: path.to_path_buf(),
             why,
+        })?;
+        if let Some(dir) = modules.as_ref().filter(|dir| !dir.is_dir()) {
+            return Err(Error::Usage(format!(
+                "--modules {}: not a directory; give the kernel's lib/modules/<release>",
+                dir.display()
+            )));
+        }
+        check_label(&release).map_err(|why| Error::NotAKernel {
+            path: path.to_path_buf(),
+            why: format!("its release string {release:?} {why}"),
         })?;
         Ok(Kernel {
             path: path.to_path_buf(),
@@ -59,12 +66,49 @@ impl Kernel {
         Kernel::from_path(&image, Some(modules).filter(|m| m.is_dir()))
     }
 
-    /// Overrides the snapshot label.
-    pub fn with_label(mut self, label: Option<String>) -> Kernel {
+    /// Overrides the snapshot label, which names a directory and so must be one
+    /// plain name.
+    pub fn with_label(mut self, label: Option<String>) -> Result<Kernel> {
         if let Some(label) = label {
+            check_label(&label).map_err(|why| Error::Usage(format!("--label {label:?} {why}")))?;
             self.label = label;
         }
-        self
+        Ok(self)
+    }
+}
+
+/// The largest file taken as a kernel image.
+const IMAGE_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// Reads a regular file of sane size: never a device, a FIFO or a directory.
+fn read_image(path: &Path) -> Result<Vec<u8>> {
+    let unreadable = |source| Error::KernelUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let refuse = |why: &str| Error::NotAKernel {
+        path: path.to_path_buf(),
+        why: why.into(),
+    };
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.len() > IMAGE_LIMIT {
+        return Err(refuse("larger than any bzImage (over 512 MiB)"));
+    }
+    std::fs::read(path).map_err(unreadable)
+}
+
+/// Why `label` cannot name a snapshot directory, if it cannot.
+pub fn check_label(label: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._+-~".contains(c);
+    if label.is_empty() || label == "." || label == ".." {
+        return Err("is not a directory name".into());
+    }
+    match label.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!("contains {c:?}; use letters, digits and . _ + - ~")),
+        None => Ok(()),
     }
 }
 
@@ -132,6 +176,26 @@ mod tests {
     fn release_is_the_first_word_of_the_version() {
         let image = image_with_version(b"6.1.0-57-cloud-amd64 (debian-kernel@lists) #1 SMP\0");
         assert_eq!(release_of(&image).unwrap(), "6.1.0-57-cloud-amd64");
+    }
+
+    #[test]
+    fn labels_are_plain_directory_names() {
+        for good in ["6.1.0-57-cloud-amd64", "v6.12-rc1+", "golden", "a.b_c~1"] {
+            assert_eq!(check_label(good), Ok(()), "{good}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "x y", "a\nb", "é"] {
+            assert!(check_label(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_are_not_read() {
+        for path in ["/dev/zero", "/dev/null", "/tmp"] {
+            let err = Kernel::from_path(Path::new(path), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a regular file"), "{path}: {err}");
+        }
     }
 
     #[test]

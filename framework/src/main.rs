@@ -180,7 +180,8 @@ struct RunArgs {
     )]
     artifacts: PathBuf,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    #[arg(long, default_value_t = 512, env = "VMGATE_MEMORY",
+          value_parser = clap::value_parser!(u32).range(128..=65536))]
     memory: u32,
     /// Write a JUnit XML report here.
     #[arg(long, env = "VMGATE_JUNIT")]
@@ -232,21 +233,29 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
 
-/// Runs `work` until it ends or SIGINT/SIGTERM arrives; dropping it kills every VM.
+/// Runs `work` until it ends or SIGINT/SIGTERM arrives; dropping it kills every
+/// VM. The handlers exist before the work starts, and a signal wins over
+/// whatever the work reports at the same moment (a child killed by the same
+/// signal, say).
 async fn interruptible(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => return fail(&Error::io("SIGTERM handler", e)),
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(int), Ok(term)) => (int, term),
+        (Err(e), _) | (_, Err(e)) => return fail(&Error::io("signal handlers", e)),
     };
     tokio::select! {
-        code = work => code,
-        _ = tokio::signal::ctrl_c() => fail(&Error::Interrupted),
+        biased;
+        _ = int.recv() => fail(&Error::Interrupted),
         _ = term.recv() => fail(&Error::Interrupted),
+        code = work => code,
     }
 }
 

@@ -57,6 +57,15 @@ pub fn summary(report: &RunReport) -> String {
 pub fn explanations(report: &RunReport) -> String {
     let mut out = String::new();
     for result in &report.results {
+        match &result.snapshot {
+            Some(SnapshotVerdict::Created(path)) => {
+                let _ = writeln!(out, "wrote new snapshot {}", path.display());
+            }
+            Some(SnapshotVerdict::Updated(path)) => {
+                let _ = writeln!(out, "updated snapshot {}", path.display());
+            }
+            _ => {}
+        }
         match &result.verdict {
             Verdict::Pass => {}
             Verdict::Skip(reason) => {
@@ -102,17 +111,25 @@ pub fn console_tail(serial: &[u8], n: usize) -> String {
     all[start..].join("\n")
 }
 
-/// The command that runs this one case again on the same kernel.
+/// The command that runs this one case again: same kernel, modules, label,
+/// snapshots, memory and accelerator, through this very vmgate binary.
 pub fn reproduce(report: &RunReport, result: &CaseResult) -> String {
-    let kernel = &report.context.kernel;
-    let mut words = vec![
-        "vmgate".to_string(),
-        "run".into(),
-        result.case.file.display().to_string(),
-    ];
+    let context = &report.context;
+    let kernel = &context.kernel;
+    let exe = std::env::current_exe().map(|p| p.display().to_string());
+    let mut words = vec![exe.unwrap_or_else(|_| "vmgate".into()), "run".into()];
+    words.push(result.case.file.display().to_string());
     words.extend(["--filter".into(), result.case.name.clone()]);
     words.extend(["--kernel".into(), kernel.path.display().to_string()]);
-    words.extend(["--accel".into(), report.context.host.accel.to_string()]);
+    if let Some(modules) = &kernel.modules {
+        words.extend(["--modules".into(), modules.display().to_string()]);
+    }
+    words.extend(["--label".into(), kernel.label.clone()]);
+    if let Some(root) = context.snapshot_dir.parent() {
+        words.extend(["--snapshots".into(), root.display().to_string()]);
+    }
+    words.extend(["--memory".into(), context.memory_mib.to_string()]);
+    words.extend(["--accel".into(), context.host.accel.to_string()]);
     shell_words::join(words)
 }
 

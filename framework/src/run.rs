@@ -96,6 +96,12 @@ pub fn load_cases(
 /// Runs every case and returns the results; errors are infrastructure failures.
 pub async fn run(options: &RunOptions) -> Result<RunReport> {
     let mut cases = load_cases(&options.scenarios, options.filter.as_deref(), options.shard)?;
+    if cases.is_empty() && options.shard.is_none() {
+        let filter = options.filter.as_deref().unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "no case matches --filter {filter:?}; `vmgate list` prints the cases"
+        )));
+    }
     for case in &mut cases {
         case.params.extend(options.extra_params.iter().cloned());
     }
@@ -103,11 +109,12 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
         Some(path) => Kernel::from_path(path, options.modules.clone())?,
         None => Kernel::default_kernel(&Cache::from_env()?)?,
     }
-    .with_label(options.label.clone());
+    .with_label(options.label.clone())?;
     info!(kernel = %kernel.path.display(), release = %kernel.release, cases = cases.len(), "run");
     let mut options = options.clone();
     options.wants_probe = cases.iter().any(|case| case.observe.probe);
     let (run_dir, context) = prepare(&options, kernel).await?;
+    check_cpu_flags(&cases, &context.host)?;
     let jobs = options
         .jobs
         .unwrap_or_else(|| default_jobs(options.memory_mib))
@@ -128,6 +135,27 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
     timings.save(&results);
     drop(run_dir);
     Ok(RunReport { context, results })
+}
+
+/// A required CPU flag QEMU has never heard of is a typo, not a reason to skip
+/// the case forever.
+fn check_cpu_flags(cases: &[Case], host: &crate::host::Host) -> Result<()> {
+    let problems: Vec<String> = cases
+        .iter()
+        .flat_map(|case| case.requires.cpu.iter().map(move |flag| (case, flag)))
+        .filter(|(_, flag)| !host.cpu_known.is_empty() && !host.cpu_known.contains(flag.as_str()))
+        .map(|(case, flag)| {
+            format!(
+                "{}:{}: QEMU knows no CPU flag `{flag}`",
+                case.file.display(),
+                case.line
+            )
+        })
+        .collect();
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Usage(problems.join("\n"))),
+    }
 }
 
 /// Builds what the cases share: image, initramfs, key, host probe.

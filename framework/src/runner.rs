@@ -269,6 +269,13 @@ async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observa
         Wait::Ready => {
             let host_key = watch.console.host_key.clone();
             let port = machine.ssh_port();
+            if let Some(error) = watch.no_network.clone() {
+                machine.shutdown(Duration::from_secs(5)).await;
+                let mut observation = observation;
+                observation.outcome = BootOutcome::SshUnreachable { error };
+                fill_from_console(&mut observation, &mut watch);
+                return observation;
+            }
             let guest = read_guest(ctx, case, (port, host_key), deadlines, &mut observation);
             let reached = tokio::select! {
                 outcome = guest => Some(outcome),
@@ -438,7 +445,7 @@ fn judge(
     // A case that already failed its expectation never creates a golden file.
     let policy = SnapshotPolicy {
         ci: ctx.policy.ci || !reasons.is_empty(),
-        ..ctx.policy
+        accept: ctx.policy.accept && reasons.is_empty(),
     };
     let snapshot = match snapshot::check(&path, &case.name, &rendered, policy) {
         Ok(verdict) => Some(verdict),

@@ -1136,10 +1136,20 @@ fn param_problem(param: &str) -> Option<&'static str> {
         Some("contains whitespace")
     } else if param.contains('"') {
         Some("contains a double quote")
+    } else if param.starts_with('=') {
+        Some("has no name before `=`")
+    } else if VMGATE_PARAMS
+        .iter()
+        .any(|own| param.split('=').next() == Some(own))
+    {
+        Some("is vmgate's own (it adds console=ttyS0 panic=-1 to read the console and end panics)")
     } else {
         None
     }
 }
+
+/// Parameters vmgate sets itself: a case that changed them would hide its own boot.
+const VMGATE_PARAMS: [&str; 2] = ["console", "panic"];
 
 /// Why a guest command cannot run, if it cannot.
 fn command_problem(argv: &[String]) -> Option<String> {
@@ -1362,6 +1372,9 @@ paxtest = true
             (4, r#"params = ["a\u0000"]"#, "control character"),
             (4, r#"params = ["a\tb"]"#, "control character"),
             (4, r#"params = ["a b"]"#, "whitespace"),
+            (4, r#"params = ["="]"#, "no name before"),
+            (4, r#"params = ["console=tty0"]"#, "vmgate's own"),
+            (4, r#"params = ["panic=0"]"#, "vmgate's own"),
             (4, r#"params = ['a"b']"#, "double quote"),
             (4, r#"params = [""]"#, "is empty"),
             (4, "timeout = 0", "`timeout` is 0 seconds"),

@@ -30,6 +30,8 @@ pub struct BootWatch {
     pub exited: Option<Option<i32>>,
     /// When the guest printed its readiness marker, counted from the start.
     pub ready_after: Option<Duration>,
+    /// The guest's init said it has no network device, so SSH cannot work.
+    pub no_network: Option<String>,
     /// PaX, grsecurity and fault events from the console, at most [`EVENT_LIMIT`].
     pub events: Vec<KernelEvent>,
     kernel_log: KernelLog,
@@ -61,6 +63,9 @@ impl BootWatch {
                 debug!(target: "vmgate::console", "{line}");
                 if let Some(ConsoleEvent::Ready) = self.console.observe(&line) {
                     self.ready_after = self.started.map(|s| s.elapsed());
+                }
+                if let Some(why) = line.strip_prefix("vmgate: no network device: ") {
+                    self.no_network = Some(format!("the guest has no network device: {why}"));
                 }
                 let events = self.kernel_log.push(crate::console::message(&line));
                 self.keep(events);

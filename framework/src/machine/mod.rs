@@ -67,6 +67,7 @@ pub struct Machine {
     argv: Vec<String>,
     serial_log: PathBuf,
     ssh_port: u16,
+    console_done: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The longest QEMU standard error kept.
@@ -85,7 +86,7 @@ impl Machine {
         let (tx, events) = mpsc::unbounded_channel();
         let stderr = Arc::new(Mutex::new(String::new()));
         let alive = Arc::new(AtomicBool::new(true));
-        read_console(child.stdout.take(), serial_log, tx.clone());
+        let console_done = read_console(child.stdout.take(), serial_log, tx.clone());
         let stderr_done = read_stderr(child.stderr.take(), stderr.clone());
         let exited = Arc::new(tokio::sync::Notify::new());
         watch_exit(child, (alive.clone(), exited.clone()), tx.clone());
@@ -114,6 +115,7 @@ impl Machine {
             argv,
             serial_log: serial_log.to_path_buf(),
             ssh_port: config.ssh_port,
+            console_done: Some(console_done),
         };
         machine.resume().await?;
         Ok(machine)
@@ -174,6 +176,10 @@ impl Machine {
             }
         }
         self.kill();
+        // The serial log is complete once the reader has drained QEMU's pipe.
+        if let Some(reader) = self.console_done.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        }
     }
 
     fn kill(&self) {
@@ -255,10 +261,10 @@ fn read_console(
     stdout: Option<tokio::process::ChildStdout>,
     serial_log: &Path,
     tx: mpsc::UnboundedSender<MachineEvent>,
-) {
-    let Some(mut stdout) = stdout else { return };
+) -> tokio::task::JoinHandle<()> {
     let mut log = std::fs::File::create(serial_log).ok();
     tokio::spawn(async move {
+        let Some(mut stdout) = stdout else { return };
         let mut lines = LineAssembler::new();
         let mut buffer = vec![0u8; 16 * 1024];
         while let Ok(n) = stdout.read(&mut buffer).await {
@@ -275,7 +281,7 @@ fn read_console(
         if let Some(line) = lines.finish() {
             let _ = tx.send(MachineEvent::Line(line));
         }
-    });
+    })
 }
 
 fn read_stderr(

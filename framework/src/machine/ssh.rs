@@ -32,7 +32,7 @@ pub enum SshError {
     #[error("command failed to run: {0}")]
     Exec(String),
     /// A step took longer than its deadline.
-    #[error("timed out after {0:?}")]
+    #[error("timed out after {}s", .0.as_secs_f64().round())]
     Timeout(Duration),
     /// The key could not be made or written.
     #[error("client key: {0}")]
