@@ -7,11 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use vmgate::host::AccelChoice;
 use vmgate::kernel::Kernel;
 use vmgate::machine::qemu::QemuConfig;
 use vmgate::run::{self, RunOptions};
-use vmgate::snapshot::SnapshotPolicy;
 
 const ROUNDS: usize = 5;
 
@@ -21,26 +19,10 @@ fn project() -> PathBuf {
 
 fn options(jobs: usize, filter: Option<&str>, snapshots: &Path) -> RunOptions {
     RunOptions {
-        scenarios: vec![project().join("scenarios")],
-        kernel: None,
-        modules: None,
-        label: None,
-        accel: AccelChoice::Auto,
         filter: filter.map(str::to_string),
-        shard: None,
-        extra_params: Vec::new(),
         jobs: Some(jobs),
-        image: project().join("images/minimal"),
         snapshots: snapshots.to_path_buf(),
-        memory_mib: 512,
-        policy: SnapshotPolicy {
-            accept: false,
-            ci: false,
-        },
-        wants_probe: false,
-        repeat: 1,
-        timeout_scale: 1.0,
-        progress: false,
+        ..RunOptions::for_project(&project())
     }
 }
 

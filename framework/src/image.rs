@@ -115,20 +115,7 @@ fn cache_key(dir: &Path, overlay: Option<&Path>, packages: &[debian::Package]) -
 }
 
 fn hash_tree(hash: &mut Sha256, root: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    for file in files {
+    for file in crate::tree::files_under(root)? {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&file).map_err(|e| Error::io(&file, e))?;
         let relative = file.strip_prefix(root).unwrap_or(&file);

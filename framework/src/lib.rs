@@ -36,4 +36,5 @@ pub mod runner;
 pub mod scenario;
 pub mod shard;
 pub mod snapshot;
+pub mod tree;
 pub mod watch;

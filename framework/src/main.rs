@@ -88,21 +88,8 @@ struct BisectArgs {
     /// Prebuilt kernels, oldest (good) first, newest (bad) last.
     #[arg(long, num_args = 2.., required_unless_present = "repo")]
     kernels: Vec<PathBuf>,
-    /// The case(s) to boot: names containing this.
-    #[arg(long)]
-    case: String,
-    /// The build command (with --repo).
-    #[arg(long, default_value = vmgate::bisect_run::DEFAULT_BUILD)]
-    build: String,
-    /// A config fragment (with --repo).
-    #[arg(long)]
-    config_fragment: Option<PathBuf>,
-    /// The built image, relative to the tree (with --repo).
-    #[arg(long, default_value = "arch/x86/boot/bzImage")]
-    image_path: PathBuf,
-    /// A file in the tree holding kernel parameters every case gets (with --repo).
-    #[arg(long)]
-    params_file: Option<PathBuf>,
+    #[command(flatten)]
+    build: BuildArgs,
     /// The accelerator.
     #[arg(long, value_enum, default_value = "auto", env = "VMGATE_ACCEL")]
     accel: AccelChoice,
@@ -273,7 +260,7 @@ fn list(args: ListArgs) -> ExitCode {
 }
 
 fn run_options(args: &RunArgs) -> RunOptions {
-    let root = project_root();
+    let defaults = RunOptions::for_project(&project_root());
     RunOptions {
         scenarios: scenario_paths(args.list.paths.clone()),
         kernel: args.kernel.clone(),
@@ -282,25 +269,18 @@ fn run_options(args: &RunArgs) -> RunOptions {
         accel: args.accel,
         filter: args.list.filter.clone(),
         shard: args.list.shard,
-        extra_params: Vec::new(),
         jobs: args.jobs,
-        image: args
-            .image
-            .clone()
-            .unwrap_or_else(|| root.join("images/minimal")),
-        snapshots: args
-            .snapshots
-            .clone()
-            .unwrap_or_else(|| root.join("snapshots")),
+        image: args.image.clone().unwrap_or(defaults.image.clone()),
+        snapshots: args.snapshots.clone().unwrap_or(defaults.snapshots.clone()),
         memory_mib: args.memory,
         policy: SnapshotPolicy {
             accept: args.accept,
             ci: is_ci(),
         },
-        wants_probe: false,
         repeat: args.repeat,
         timeout_scale: args.timeout_scale,
         progress: live_display(),
+        ..defaults
     }
 }
 
@@ -436,7 +416,7 @@ async fn bisect(args: BisectArgs) -> ExitCode {
         }
         None => {
             let run_args = RunArgs::parse_from_defaults();
-            let mut options = step_run_options(&run_args, &args.case, record.path());
+            let mut options = step_run_options(&run_args, &args.build.case, record.path());
             options.accel = args.accel;
             options.modules = args.modules.clone();
             vmgate::bisect_run::kernels(&args.kernels, &options).await
@@ -459,20 +439,24 @@ async fn bisect(args: BisectArgs) -> ExitCode {
 
 fn step_argv(args: &BisectArgs, repo: &Path, record: &Path) -> Vec<String> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmgate"));
+    let build = &args.build;
     let mut argv = vec![exe.display().to_string(), "bisect-step".into()];
     argv.extend([
         "--case".into(),
-        args.case.clone(),
+        build.case.clone(),
         "--build".into(),
-        args.build.clone(),
+        build.build.clone(),
     ]);
     argv.extend(["--tree".into(), repo.display().to_string()]);
     argv.extend(["--record".into(), record.display().to_string()]);
-    argv.extend(["--image-path".into(), args.image_path.display().to_string()]);
+    argv.extend([
+        "--image-path".into(),
+        build.image_path.display().to_string(),
+    ]);
     argv.extend(["--accel".into(), format!("{:?}", args.accel).to_lowercase()]);
     for (flag, value) in [
-        ("--config-fragment", &args.config_fragment),
-        ("--params-file", &args.params_file),
+        ("--config-fragment", &build.config_fragment),
+        ("--params-file", &build.params_file),
         ("--modules", &args.modules),
     ] {
         if let Some(value) = value {

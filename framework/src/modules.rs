@@ -24,18 +24,11 @@ pub struct ModuleTree {
 impl ModuleTree {
     /// Indexes the `.ko` files under `root` (a `lib/modules/<release>` directory).
     pub fn open(root: &Path) -> Result<ModuleTree> {
-        let mut by_name = BTreeMap::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-                let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if let Some(name) = module_name(&path) {
-                    by_name.insert(name, path);
-                }
-            }
-        }
+        let files = crate::tree::files_under(root)?;
+        let by_name = files
+            .into_iter()
+            .filter_map(|path| module_name(&path).map(|name| (name, path)))
+            .collect();
         Ok(ModuleTree {
             root: root.to_path_buf(),
             by_name,

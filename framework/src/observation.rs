@@ -133,7 +133,7 @@ pub struct Observation {
     /// vmgate-probe's records, where the scenario asked for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<crate::guest_probe::ProbeRuns>,
-    /// Seconds from start to the guest's readiness marker. Not snapshotted.
+    /// Seconds from spawning QEMU to the guest's readiness marker. Not snapshotted.
     pub ready_seconds: Option<f64>,
 }
 

@@ -59,6 +59,36 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+impl RunOptions {
+    /// The defaults for a project checkout at `root`: its scenarios, image
+    /// recipe and snapshots; the default kernel; `auto` acceleration; jobs by
+    /// the host; one boot per case; snapshots checked as on a developer's machine.
+    pub fn for_project(root: &Path) -> RunOptions {
+        RunOptions {
+            scenarios: vec![root.join("scenarios")],
+            kernel: None,
+            modules: None,
+            label: None,
+            accel: AccelChoice::Auto,
+            filter: None,
+            shard: None,
+            extra_params: Vec::new(),
+            jobs: None,
+            image: root.join("images/minimal"),
+            snapshots: root.join("snapshots"),
+            memory_mib: 512,
+            policy: SnapshotPolicy {
+                accept: false,
+                ci: false,
+            },
+            wants_probe: false,
+            repeat: 1,
+            timeout_scale: 1.0,
+            progress: false,
+        }
+    }
+}
+
 /// The probe crate beside the image recipes: `<project>/probe` for `<project>/images/<name>`.
 fn probe_source(image: &Path) -> PathBuf {
     image.join("../../probe")

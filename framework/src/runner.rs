@@ -171,6 +171,7 @@ async fn boot_and_judge(ctx: &RunContext, case: Case) -> CaseResult {
         Err(e) => return infra_failure(ctx, case, format!("temporary directory: {e}")),
     };
     let serial_log = dir.path().join("serial.log");
+    let launched = tokio::time::Instant::now();
     let machine = match start_machine(ctx, &case, dir.path()).await {
         Ok(machine) => machine,
         Err((argv, outcome)) => {
@@ -180,7 +181,7 @@ async fn boot_and_judge(ctx: &RunContext, case: Case) -> CaseResult {
         }
     };
     let argv = machine.argv().to_vec();
-    let observation = observe(ctx, &case, machine).await;
+    let observation = observe(ctx, &case, machine, launched).await;
     let mut result = judge(ctx, case, observation, argv);
     result.serial = std::fs::read(&serial_log).unwrap_or_default();
     result
@@ -258,9 +259,14 @@ fn qemu_error(message: String) -> BootOutcome {
 }
 
 /// Boots to readiness, reads what the case asks for, and shuts the machine down.
-async fn observe(ctx: &RunContext, case: &Case, mut machine: Machine) -> Observation {
+async fn observe(
+    ctx: &RunContext,
+    case: &Case,
+    mut machine: Machine,
+    launched: tokio::time::Instant,
+) -> Observation {
     let deadlines = Deadlines::for_case(ctx, case);
-    let mut watch = BootWatch::new();
+    let mut watch = BootWatch::since(launched);
     let now = tokio::time::Instant::now();
     let (banner, boot) = (now + deadlines.banner, now + deadlines.boot);
     let mut observation = not_booted(ctx, BootOutcome::Booted);

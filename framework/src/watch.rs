@@ -50,8 +50,13 @@ pub enum Wait {
 impl BootWatch {
     /// A watch whose clock starts now.
     pub fn new() -> BootWatch {
+        BootWatch::since(Instant::now())
+    }
+
+    /// A watch whose clock started at `launched` (when QEMU was spawned).
+    pub fn since(launched: Instant) -> BootWatch {
         BootWatch {
-            started: Some(Instant::now()),
+            started: Some(launched),
             ..BootWatch::default()
         }
     }

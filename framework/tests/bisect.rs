@@ -2,14 +2,14 @@
 //! cached default kernel, one commit that breaks the boot, one whose build
 //! fails; an injected infrastructure failure; and a list of prebuilt kernels.
 
+mod common;
+
+use common::project;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use vmgate::cache::Cache;
 use vmgate::kernel::Kernel;
-
-fn project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn default_kernel() -> Kernel {
     Kernel::default_kernel(&Cache::from_env().unwrap()).expect("the default kernel")

@@ -2,13 +2,13 @@
 //! input, a readable diff for a changed snapshot, and no QEMU left behind, even
 //! after Ctrl-C.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{project, qemus_under};
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// `vmgate` with a private TMPDIR, so this test's QEMUs can be told from others'.
 fn vmgate(tmp: &Path) -> Command {
@@ -22,20 +22,6 @@ fn vmgate(tmp: &Path) -> Command {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Command lines of QEMU processes whose arguments mention `tmp`.
-fn qemus_under(tmp: &Path) -> Vec<String> {
-    let needle = tmp.display().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.starts_with("qemu-system") && text.contains(&needle) {
-            found.push(text);
-        }
-    }
-    found
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! cloud kernel, fetched into the cache) under TCG, and every case matches its
 //! committed snapshot. Asserts observed values, not just verdicts.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::project;
+
 use vmgate::host::AccelChoice;
 use vmgate::observation::BootOutcome;
 use vmgate::probe::SysctlValue;
@@ -10,32 +13,15 @@ use vmgate::run::{self, RunOptions, RunReport};
 use vmgate::runner::{CaseResult, Verdict};
 use vmgate::snapshot::SnapshotPolicy;
 
-fn project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn options() -> RunOptions {
     RunOptions {
-        scenarios: vec![project().join("scenarios")],
-        kernel: None,
-        modules: None,
-        label: None,
         accel: AccelChoice::Tcg,
-        filter: None,
-        shard: None,
-        extra_params: Vec::new(),
         jobs: Some(2),
-        image: project().join("images/minimal"),
-        snapshots: project().join("snapshots"),
-        memory_mib: 512,
         policy: SnapshotPolicy {
             accept: false,
             ci: true,
         },
-        wants_probe: false,
-        repeat: 1,
-        timeout_scale: 1.0,
-        progress: false,
+        ..RunOptions::for_project(&project())
     }
 }
 

@@ -2,33 +2,13 @@
 //! panicking after boot, the guest's sshd killed. Each asserts the outcome,
 //! the report, and that no QEMU and no temporary directory is left.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{project, qemus_under};
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Pids of QEMU processes whose arguments mention `tmp`: with `-kernel`, the
-/// boots; without, also the CPU-model query.
-fn qemus_under(tmp: &Path) -> Vec<i32> {
-    let needle = tmp.display().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.starts_with("qemu-system") && text.contains(&needle) {
-            found.extend(
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    found
-}
 
 /// Starts `vmgate run` on one scenario file with a private TMPDIR and reports.
 fn start(tmp: &Path, scenario: &str) -> Child {
@@ -55,11 +35,10 @@ fn start(tmp: &Path, scenario: &str) -> Child {
 fn wait_for_qemu(tmp: &Path) -> i32 {
     let start = Instant::now();
     loop {
-        let booting = qemus_under(tmp).into_iter().find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains("-kernel")
-        });
-        if let Some(pid) = booting {
+        let booting = qemus_under(tmp)
+            .into_iter()
+            .find(|(_, cmdline)| cmdline.contains("-kernel"));
+        if let Some((pid, _)) = booting {
             return pid;
         }
         assert!(
@@ -162,30 +141,14 @@ async fn a_taken_forward_port_names_the_collision() {
     use vmgate::host::AccelChoice;
     use vmgate::machine::{Machine, StartError};
     use vmgate::run::{self, RunOptions};
-    use vmgate::snapshot::SnapshotPolicy;
 
     let scratch = tempfile::tempdir().unwrap();
     let options = RunOptions {
-        scenarios: vec![project().join("scenarios")],
-        kernel: None,
-        modules: None,
-        label: None,
         accel: AccelChoice::Tcg,
         filter: Some("pax_nouderef".into()),
-        shard: None,
-        extra_params: Vec::new(),
         jobs: Some(1),
-        image: project().join("images/minimal"),
         snapshots: scratch.path().to_path_buf(),
-        memory_mib: 512,
-        policy: SnapshotPolicy {
-            accept: false,
-            ci: false,
-        },
-        wants_probe: false,
-        repeat: 1,
-        timeout_scale: 1.0,
-        progress: false,
+        ..RunOptions::for_project(&project())
     };
     let kernel =
         vmgate::kernel::Kernel::default_kernel(&vmgate::cache::Cache::from_env().unwrap()).unwrap();
