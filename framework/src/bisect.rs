@@ -63,6 +63,27 @@ impl StepVerdict {
         }
     }
 
+    /// The majority of several boots' verdicts: any abort or untestable result
+    /// stands; good against bad needs a strict majority, else untestable.
+    pub fn by_vote(votes: Vec<StepVerdict>) -> StepVerdict {
+        if let Some(last) = votes
+            .last()
+            .filter(|v| matches!(v, StepVerdict::Abort(_) | StepVerdict::Untestable(_)))
+        {
+            return last.clone();
+        }
+        let bad: Vec<&StepVerdict> = votes
+            .iter()
+            .filter(|v| matches!(v, StepVerdict::Bad(_)))
+            .collect();
+        let good = votes.len() - bad.len();
+        match (good, bad.len()) {
+            (g, b) if g > b => StepVerdict::Good,
+            (g, b) if b > g => bad[0].clone(),
+            (g, b) => StepVerdict::Untestable(format!("flaky: {g} good and {b} bad boots")),
+        }
+    }
+
     /// The verdict when the run could not happen at all.
     pub fn of_error(error: &Error) -> StepVerdict {
         match error {
@@ -152,6 +173,21 @@ mod tests {
                 "255 would stop git bisect as an error"
             );
         }
+    }
+
+    #[test]
+    fn votes_take_the_majority_and_ties_are_untestable() {
+        let good = || StepVerdict::Good;
+        let bad = || StepVerdict::Bad("panic".into());
+        assert_eq!(StepVerdict::by_vote(vec![good(), bad(), good()]), good());
+        assert_eq!(StepVerdict::by_vote(vec![bad(), good(), bad()]), bad());
+        assert!(matches!(
+            StepVerdict::by_vote(vec![good(), bad()]),
+            StepVerdict::Untestable(_)
+        ));
+        let abort = StepVerdict::Abort("no qemu".into());
+        assert_eq!(StepVerdict::by_vote(vec![good(), abort.clone()]), abort);
+        assert_eq!(StepVerdict::by_vote(vec![bad()]), bad());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct StepOptions {
     pub params_file: Option<PathBuf>,
     /// Where to record each step's observations, by commit.
     pub record: Option<PathBuf>,
+    /// Boots per step; the majority decides, a tie makes the commit untestable.
+    pub votes: u32,
     /// The run to make with the built kernel (its `kernel` is replaced).
     pub run: RunOptions,
 }
@@ -52,13 +54,22 @@ pub async fn step(options: &StepOptions) -> StepVerdict {
         let text = std::fs::read_to_string(options.tree.join(file)).unwrap_or_default();
         run.extra_params = text.split_whitespace().map(str::to_string).collect();
     }
-    let verdict = match run::run(&run).await {
-        Ok(report) => {
-            record(options.record.as_deref(), &commit, &report);
-            StepVerdict::of_run(&report)
+    let mut votes = Vec::new();
+    for _ in 0..options.votes.max(1) {
+        let verdict = match run::run(&run).await {
+            Ok(report) => {
+                record(options.record.as_deref(), &commit, &report);
+                StepVerdict::of_run(&report)
+            }
+            Err(e) => StepVerdict::of_error(&e),
+        };
+        let stop = matches!(verdict, StepVerdict::Abort(_) | StepVerdict::Untestable(_));
+        votes.push(verdict);
+        if stop {
+            break;
         }
-        Err(e) => StepVerdict::of_error(&e),
-    };
+    }
+    let verdict = StepVerdict::by_vote(votes);
     info!(%commit, ?verdict, "bisect step");
     verdict
 }

@@ -58,6 +58,9 @@ struct BuildArgs {
     /// A file in the tree holding kernel parameters every case gets.
     #[arg(long)]
     params_file: Option<PathBuf>,
+    /// Boots per step; the majority decides, a tie skips the commit (125).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=15))]
+    votes: u32,
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +389,7 @@ async fn bisect_step(args: BisectStepArgs) -> ExitCode {
         image: args.build.image_path,
         params_file: args.build.params_file,
         record: args.record,
+        votes: args.build.votes,
         run: step_run_options(&args.run, &args.build.case, scratch.path()),
     };
     let verdict = tokio::select! {
@@ -454,6 +458,7 @@ fn step_argv(args: &BisectArgs, repo: &Path, record: &Path) -> Vec<String> {
         build.image_path.display().to_string(),
     ]);
     argv.extend(["--accel".into(), format!("{:?}", args.accel).to_lowercase()]);
+    argv.extend(["--votes".into(), build.votes.to_string()]);
     for (flag, value) in [
         ("--config-fragment", &build.config_fragment),
         ("--params-file", &build.params_file),

@@ -99,6 +99,11 @@ fn failure(report: &RunReport, result: &CaseResult, reasons: &[String]) -> Strin
         let _ = writeln!(out, "--- console (last {CONSOLE_TAIL} lines)\n{tail}");
     }
     let _ = writeln!(out, "--- reproduce\n{}", reproduce(report, result));
+    let _ = writeln!(
+        out,
+        "--- open a shell in this VM\n{}",
+        repro_shell(report, result)
+    );
     out
 }
 
@@ -131,6 +136,26 @@ pub fn reproduce(report: &RunReport, result: &CaseResult) -> String {
     words.extend(["--memory".into(), context.memory_mib.to_string()]);
     words.extend(["--accel".into(), context.host.accel.to_string()]);
     shell_words::join(words)
+}
+
+/// The `vmgate repro` command that boots this case's VM and opens a shell.
+pub fn repro_shell(report: &RunReport, result: &CaseResult) -> String {
+    let run = reproduce(report, result);
+    let words = shell_words::split(&run).unwrap_or_default();
+    let mut repro: Vec<String> = Vec::new();
+    let mut rest = words.into_iter();
+    repro.extend(rest.next());
+    repro.extend(["repro".to_string(), result.case.name.clone()]);
+    let mut rest = rest.skip(1).peekable();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "--filter" => {
+                rest.next();
+            }
+            _ => repro.push(word),
+        }
+    }
+    shell_words::join(repro)
 }
 
 /// Writes `<dir>/<case>/`: serial.log, console.log, qemu-argv.txt,

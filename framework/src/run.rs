@@ -371,3 +371,55 @@ impl Timings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accel::Accel;
+    use crate::observation::{BootOutcome, Observation};
+    use crate::runner::Verdict;
+
+    fn result(outcome: BootOutcome, verdict: Verdict) -> CaseResult {
+        let text = "[[scenario]]\nname = \"a\"\ndescription = \"d\"\n";
+        let case = scenario::parse_str(Path::new("s.toml"), text)
+            .unwrap()
+            .remove(0);
+        CaseResult {
+            observation: Observation::not_booted("a", "6.1", Accel::Tcg, outcome),
+            case,
+            verdict,
+            snapshot: None,
+            argv: Vec::new(),
+            serial: Vec::new(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn boots_that_agree_give_one_result() {
+        let runs = vec![result(BootOutcome::Booted, Verdict::Pass); 3];
+        assert_eq!(agree(runs).unwrap().verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn boots_that_disagree_are_flaky_never_green() {
+        let hang = BootOutcome::Hang {
+            stage: "userspace".into(),
+        };
+        let runs = vec![
+            result(BootOutcome::Booted, Verdict::Pass),
+            result(
+                hang,
+                Verdict::Fail(vec!["expected booted, got hang".into()]),
+            ),
+        ];
+        match agree(runs).unwrap().verdict {
+            Verdict::Fail(reasons) => {
+                let want = "flaky: 2 boots disagree: booted (pass), hang (FAIL)";
+                assert_eq!(reasons[0], want);
+            }
+            other => panic!("a flaky case must fail, got {other:?}"),
+        }
+        assert!(agree(Vec::new()).is_none());
+    }
+}

@@ -32,12 +32,13 @@ fn start(tmp: &Path, scenario: &str) -> Child {
         .unwrap()
 }
 
-fn wait_for_qemu(tmp: &Path) -> i32 {
+/// The pid of a booting QEMU under `tmp` whose command line contains `needle`.
+fn wait_for_qemu(tmp: &Path, needle: &str) -> i32 {
     let start = Instant::now();
     loop {
         let booting = qemus_under(tmp)
             .into_iter()
-            .find(|(_, cmdline)| cmdline.contains("-kernel"));
+            .find(|(_, cmdline)| cmdline.contains("-kernel") && cmdline.contains(needle));
         if let Some((pid, _)) = booting {
             return pid;
         }
@@ -49,8 +50,9 @@ fn wait_for_qemu(tmp: &Path) -> i32 {
     }
 }
 
-/// Waits for vmgate, then returns its exit code and the case's observation.
-fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
+/// Waits for vmgate, then returns its exit code and the whole JSON report,
+/// after checking that no QEMU and no temporary directory is left.
+fn finish_all(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = std::fs::read_to_string(tmp.join("report.json"))
@@ -64,10 +66,13 @@ fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "temporary directories left: {left:?}");
-    (
-        output.status.code(),
-        report["cases"][0]["observation"].clone(),
-    )
+    (output.status.code(), report)
+}
+
+/// Like [`finish_all`], for a run of one case: its observation.
+fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
+    let (code, report) = finish_all(child, tmp);
+    (code, report["cases"][0]["observation"].clone())
 }
 
 fn signal(pid: i32, signal: i32) {
@@ -78,17 +83,23 @@ fn signal(pid: i32, signal: i32) {
 const BOOTS: &str = "[[scenario]]\nname = \"fault\"\ndescription = \"a boot\"\n";
 
 #[test]
-fn qemu_killed_mid_boot_is_a_qemu_error() {
+fn qemu_killed_mid_boot_is_a_qemu_error_and_other_cases_finish() {
     let tmp = tempfile::tempdir().unwrap();
-    let child = start(tmp.path(), BOOTS);
-    let pid = wait_for_qemu(tmp.path());
+    let other =
+        "[[scenario]]\nname = \"other\"\ndescription = \"d\"\nparams = [\"vmgate_other\"]\n";
+    let child = start(tmp.path(), &format!("{BOOTS}{other}"));
+    let pid = wait_for_qemu(tmp.path(), "console=ttyS0 panic=-1 -chardev");
     std::thread::sleep(Duration::from_millis(500));
     signal(pid, libc::SIGKILL);
-    let (code, observation) = finish(child, tmp.path());
+    let (code, report) = finish_all(child, tmp.path());
     assert_eq!(code, Some(1));
+    let observation = &report["cases"][0]["observation"];
     assert_eq!(observation["outcome"], "qemu-error", "{observation}");
     let message = observation["message"].as_str().unwrap_or_default();
     assert!(message.contains("killed by a signal"), "{message}");
+    let other = &report["cases"][1];
+    assert_eq!(other["observation"]["outcome"], "booted", "{other}");
+    assert_eq!(other["verdict"]["verdict"], "pass", "{other}");
 }
 
 #[test]
@@ -96,7 +107,7 @@ fn qemu_stopped_mid_boot_hangs_at_its_deadline_and_is_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = format!("{BOOTS}timeout = 8\n");
     let child = start(tmp.path(), &scenario);
-    let pid = wait_for_qemu(tmp.path());
+    let pid = wait_for_qemu(tmp.path(), "");
     signal(pid, libc::SIGSTOP);
     let started = Instant::now();
     let (code, observation) = finish(child, tmp.path());
