@@ -36,5 +36,6 @@ pub mod runner;
 pub mod scenario;
 pub mod shard;
 pub mod snapshot;
+pub mod sysctl_expect;
 pub mod tree;
 pub mod watch;

@@ -349,12 +349,11 @@ async fn read_guest(
         }
     };
     info!("ssh ready");
-    if !case.observe.sysctls.is_empty() {
-        let script = probe::sysctl_script(&case.observe.sysctls);
+    let keys = sysctl_keys(case);
+    if !keys.is_empty() {
+        let script = probe::sysctl_script(&keys);
         match ssh.exec(&script, deadlines.command).await {
-            Ok(out) => {
-                observation.sysctls = probe::parse_sysctls(&case.observe.sysctls, &out.stdout)
-            }
+            Ok(out) => observation.sysctls = probe::parse_sysctls(&keys, &out.stdout),
             Err(e) => return lost(e),
         }
     }
@@ -402,6 +401,17 @@ async fn read_guest(
     BootOutcome::Booted
 }
 
+/// The sysctls a case reads: those it observes and those it expects.
+fn sysctl_keys(case: &Case) -> Vec<String> {
+    let mut keys = case.observe.sysctls.clone();
+    for key in case.expect.sysctls.keys() {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    keys
+}
+
 fn lost(error: SshError) -> BootOutcome {
     BootOutcome::SshUnreachable {
         error: format!("lost the guest: {error}"),
@@ -446,6 +456,11 @@ fn judge(
     observation.case = case.name.clone();
     let mut reasons = expectation_failures(&case, &observation.outcome);
     reasons.extend(unexpected_kills(&observation.kernel_events));
+    if observation.outcome == BootOutcome::Booted {
+        let sysctls = &observation.sysctls;
+        let misses = case.expect.sysctls.iter();
+        reasons.extend(misses.filter_map(|(key, want)| want.failure(key, sysctls.get(key))));
+    }
     let rendered = snapshot::render(&observation);
     let path = snapshot::path_for(&ctx.snapshot_dir, &case.name);
     // A case that already failed its expectation never creates a golden file.

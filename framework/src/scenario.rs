@@ -92,6 +92,9 @@ pub struct Expectation {
     /// `message`: text the panic or oops line must contain; only with `panic` or `oops`.
     /// Default `None`, which accepts any such line.
     pub message: Option<String>,
+    /// `sysctls`: per key, `"2"`, `">= 1"`, `"<= 0"`, `"absent"`, optionally
+    /// followed by `" or absent"`; each key is also read. Default: none.
+    pub sysctls: std::collections::BTreeMap<String, crate::sysctl_expect::SysctlExpectation>,
 }
 
 /// The end a scenario expects its boot to reach, written in kebab case.
@@ -501,6 +504,7 @@ struct RawRequires {
 struct RawExpect {
     outcome: Field<ExpectedOutcome>,
     message: Field<Spanned<String>>,
+    sysctls: Field<BTreeMap<String, Spanned<String>>>,
 }
 
 /// A `[scenario.observe]` table as written.
@@ -742,7 +746,12 @@ impl<'a> FileCheck<'a> {
             match key.get_ref().as_ref() {
                 "outcome" => raw.outcome = self.field("expect.outcome", value),
                 "message" => raw.message = self.field("expect.message", value),
-                _ => self.unknown(&key, "[scenario.expect]", "`outcome` and `message`"),
+                "sysctls" => raw.sysctls = self.field("expect.sysctls", value),
+                _ => self.unknown(
+                    &key,
+                    "[scenario.expect]",
+                    "`outcome`, `message` and `sysctls`",
+                ),
             }
         }
         Field::Given(raw)
@@ -923,6 +932,20 @@ impl<'a> FileCheck<'a> {
     }
 
     fn check_expect(&mut self, expect: &RawExpect) {
+        for (key, wanted) in expect.sysctls.given().into_iter().flatten() {
+            if !is_sysctl_key(key) {
+                self.at(
+                    wanted,
+                    format!("sysctl key {key:?} is not a dotted sysctl name"),
+                );
+            }
+            if let Err(why) = wanted
+                .get_ref()
+                .parse::<crate::sysctl_expect::SysctlExpectation>()
+            {
+                self.at(wanted, format!("`expect.sysctls.{key}`: {why}"));
+            }
+        }
         let Some(message) = expect.message.given() else {
             return;
         };
@@ -1065,9 +1088,13 @@ impl RawRequires {
 impl RawExpect {
     /// The expectation as a case carries it.
     fn build(&self) -> Expectation {
+        let sysctls = self.sysctls.given().into_iter().flatten();
         Expectation {
             outcome: self.outcome.given().copied().unwrap_or_default(),
             message: self.message.given().map(|m| m.get_ref().clone()),
+            sysctls: sysctls
+                .filter_map(|(key, text)| Some((key.clone(), text.get_ref().parse().ok()?)))
+                .collect(),
         }
     }
 }
@@ -1263,6 +1290,25 @@ mod tests {
     }
 
     #[test]
+    fn sysctl_expectations_parse_and_bad_ones_name_their_line() {
+        let text = "[[scenario]]\nname = \"s\"\ndescription = \"d\"\n\
+                    [scenario.expect.sysctls]\n\
+                    \"kernel.kptr_restrict\" = \">= 1\"\n\
+                    \"kernel.grsecurity.harden_ptrace\" = \"1 or absent\"\n";
+        let cases = parse_str(Path::new("s.toml"), text).unwrap();
+        let sysctls = &cases[0].expect.sysctls;
+        assert_eq!(sysctls["kernel.kptr_restrict"].to_string(), ">= 1");
+        assert!(sysctls["kernel.grsecurity.harden_ptrace"].absent_ok);
+        let bad = text.replace("\">= 1\"", "\"> 1\"");
+        let problems = parse_str(Path::new("s.toml"), &bad).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, 5);
+        assert!(problems[0]
+            .message
+            .contains("expect.sysctls.kernel.kptr_restrict"));
+    }
+
+    #[test]
     fn valid_file_with_every_field() {
         let text = r#"
 [[scenario]]
@@ -1296,6 +1342,7 @@ paxtest = true
             expect: Expectation {
                 outcome: ExpectedOutcome::Panic,
                 message: Some("Requested init".to_string()),
+                sysctls: Default::default(),
             },
             observe: Observe {
                 sysctls: vec!["kernel.kptr_restrict".to_string()],
