@@ -97,6 +97,12 @@ async fn main() {
         ready.push(result.observation.ready_seconds.unwrap_or(f64::NAN));
         case.push(result.seconds);
     }
+    let mut image = Vec::new();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        vmgate::image::build(&cache, &one.image).expect("image");
+        image.push(start.elapsed().as_secs_f64());
+    }
     let mut suite = Vec::new();
     for jobs in [1, 2] {
         let start = Instant::now();
@@ -128,4 +134,29 @@ async fn main() {
     row("vmgate one full case (median)", median(case), limit);
     row("default suite -j1", suite[0], suite[0]);
     row("default suite -j2 (ratio to -j1)", suite[1], suite[0]);
+    println!(
+        "{:<44} {:>9.3}",
+        "warm image build (median, seconds)",
+        median(image)
+    );
+    println!(
+        "{:<44} {:>9.1}",
+        "peak memory of this process (MiB)",
+        peak_rss_mib()
+    );
+}
+
+/// The process's peak resident set (VmHWM), the VMs themselves not included.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: 0 kB");
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
