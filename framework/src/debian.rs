@@ -3,13 +3,14 @@
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tracing::{debug, info};
 
 /// One binary package at the version apt would install.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Package {
     /// The package name, e.g. `busybox-static`.
     pub name: String,
@@ -111,6 +112,52 @@ fn parse_stanzas(text: &str) -> BTreeMap<String, Package> {
     found
 }
 
+/// `work`'s answer for `question`, kept in the cache until apt's package lists
+/// change: apt-cache reads every list on each call (a second or more where apt
+/// keeps no binary cache), and a run asks the same questions every time.
+pub fn remembered<T>(cache: &Cache, question: &str, work: impl FnOnce() -> Result<T>) -> Result<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let Some(stamp) = lists_stamp() else {
+        return work();
+    };
+    let key = hex::encode(&sha2::Sha256::digest(format!("{stamp}\0{question}"))[..12]);
+    let path = cache.dir("apt-answers")?.join(format!("{key}.json"));
+    if let Some(answer) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        debug!(question, "apt answer from the cache");
+        return Ok(answer);
+    }
+    let answer = work()?;
+    if let Ok(bytes) = serde_json::to_vec(&answer) {
+        let _ = crate::cache::write_atomic(&path, &bytes);
+    }
+    Ok(answer)
+}
+
+/// Names, sizes and times of apt's package lists: changes with every `apt-get update`.
+fn lists_stamp() -> Option<String> {
+    let mut entries: Vec<String> = std::fs::read_dir("/var/lib/apt/lists")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            let modified = meta.modified().ok()?;
+            Some(format!(
+                "{:?}:{}:{:?}",
+                entry.file_name(),
+                meta.len(),
+                modified
+            ))
+        })
+        .collect();
+    entries.sort();
+    (!entries.is_empty()).then(|| entries.join("\n"))
+}
+
 /// The `.deb` files of `packages`, downloading into the cache those it lacks.
 pub fn fetch(cache: &Cache, packages: &[Package]) -> Result<Vec<PathBuf>> {
     let dir = cache.dir("debs")?;
@@ -205,6 +252,26 @@ fn tool_missing(program: &str, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_remembered_until_the_lists_change() {
+        if lists_stamp().is_none() {
+            eprintln!("skipped: no apt package lists on this host");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().to_path_buf()).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let ask = || {
+            remembered(&cache, "question", || {
+                calls.set(calls.get() + 1);
+                Ok(vec!["answer".to_string()])
+            })
+        };
+        assert_eq!(ask().unwrap(), ["answer"]);
+        assert_eq!(ask().unwrap(), ["answer"]);
+        assert_eq!(calls.get(), 1, "the second ask came from the cache");
+    }
 
     #[test]
     fn file_name_escapes_epoch() {

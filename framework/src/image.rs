@@ -51,7 +51,9 @@ impl Recipe {
 /// Builds the image for the recipe in `dir`, or returns the cached one.
 pub fn build(cache: &Cache, dir: &Path) -> Result<Image> {
     let recipe = Recipe::load(dir)?;
-    let packages = debian::closure(&recipe.packages).map_err(|e| Error::Recipe {
+    let question = format!("closure {:?}", recipe.packages);
+    let resolve = || debian::closure(&recipe.packages);
+    let packages = debian::remembered(cache, &question, resolve).map_err(|e| Error::Recipe {
         path: dir.join("recipe.toml"),
         message: e.to_string(),
     })?;

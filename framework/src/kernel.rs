@@ -51,14 +51,8 @@ impl Kernel {
 
     /// Debian's cloud kernel at the version apt offers, unpacked in the cache.
     pub fn default_kernel(cache: &Cache) -> Result<Kernel> {
-        let versioned = debian::depends(DEFAULT_PACKAGE)?
-            .into_iter()
-            .find(|name| name.starts_with("linux-image-"))
-            .ok_or_else(|| Error::HostTool {
-                program: "apt".into(),
-                message: format!("{DEFAULT_PACKAGE} names no kernel package; run apt-get update"),
-            })?;
-        let package = debian::candidates(std::slice::from_ref(&versioned))?.remove(0);
+        let package = debian::remembered(cache, DEFAULT_PACKAGE, default_package)?;
+        let versioned = package.name.clone();
         let dir = unpacked(cache, &package)?;
         let release = versioned.trim_start_matches("linux-image-").to_string();
         let image = dir.join("boot").join(format!("vmlinuz-{release}"));
@@ -110,6 +104,22 @@ pub fn check_label(label: &str) -> Result<(), String> {
         Some(c) => Err(format!("contains {c:?}; use letters, digits and . _ + - ~")),
         None => Ok(()),
     }
+}
+
+/// The versioned kernel package the metapackage depends on, at apt's candidate.
+fn default_package() -> Result<debian::Package> {
+    let versioned = debian::depends(DEFAULT_PACKAGE)?
+        .into_iter()
+        .find(|name| name.starts_with("linux-image-"))
+        .ok_or_else(|| Error::HostTool {
+            program: "apt".into(),
+            message: format!("{DEFAULT_PACKAGE} names no kernel package; run apt-get update"),
+        })?;
+    let mut found = debian::candidates(std::slice::from_ref(&versioned))?;
+    found.pop().ok_or_else(|| Error::HostTool {
+        program: "apt".into(),
+        message: format!("no candidate for {versioned}; run apt-get update, or pass --kernel"),
+    })
 }
 
 fn unpacked(cache: &Cache, package: &debian::Package) -> Result<PathBuf> {
