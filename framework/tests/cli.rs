@@ -154,10 +154,19 @@ fn an_edited_snapshot_fails_the_run_with_a_diff() {
         assert!(artifacts.join(file).is_file(), "{file} missing");
     }
     let again = std::fs::read_to_string(artifacts.join("reproduce.sh")).unwrap();
-    for part in ["run", "--filter pax_nouderef", "--label golden", "--modules", "--accel tcg"] {
+    for part in [
+        "run",
+        "--filter pax_nouderef",
+        "--label golden",
+        "--modules",
+        "--accel tcg",
+    ] {
         assert!(again.contains(part), "reproduce.sh lacks {part}: {again}");
     }
-    assert!(stdout.contains(" repro pax_nouderef "), "the repro command: {stdout}");
+    assert!(
+        stdout.contains(" repro pax_nouderef "),
+        "the repro command: {stdout}"
+    );
     assert!(qemus_under(tmp.path()).is_empty(), "QEMU left running");
 }
 
