@@ -8,7 +8,7 @@ use crate::initramfs::Archive;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Bumped whenever the way images are assembled changes, to retire old caches.
 const FORMAT: &str = "vmgate-image-1";
@@ -61,17 +61,41 @@ pub fn build(cache: &Cache, dir: &Path) -> Result<Image> {
     let key = cache_key(dir, overlay.as_deref(), &packages)?;
     let images = cache.dir("images")?;
     let path = images.join(format!("{key}.cpio.gz"));
-    if path.exists() {
+    if intact(&path) {
         return Ok(Image { path, key });
     }
     let _lock = cache.lock(&format!("image-{key}"))?;
-    if !path.exists() {
+    if !intact(&path) {
+        if path.exists() {
+            warn!(image = %path.display(), "the cached image does not match its digest; rebuilding");
+        }
         info!(recipe = %dir.display(), packages = packages.len(), "building the guest image");
         let archive = assemble(cache, &recipe, overlay.as_deref(), &packages)?;
         let bytes = archive.to_cpio_gz().map_err(|e| Error::io(&path, e))?;
         cache::write_atomic(&path, &bytes)?;
+        cache::write_atomic(
+            &digest_path(&path),
+            hex::encode(Sha256::digest(&bytes)).as_bytes(),
+        )?;
     }
     Ok(Image { path, key })
+}
+
+/// Where an image's SHA-256 is kept.
+fn digest_path(image: &Path) -> PathBuf {
+    image.with_extension("gz.sha256")
+}
+
+/// Whether a cached image exists and still has the digest recorded when it was
+/// built: a damaged cache entry is rebuilt, never booted.
+fn intact(image: &Path) -> bool {
+    let Ok(recorded) = std::fs::read_to_string(digest_path(image)) else {
+        return false;
+    };
+    let Ok(bytes) = std::fs::read(image) else {
+        return false;
+    };
+    hex::encode(Sha256::digest(&bytes)) == recorded.trim()
 }
 
 fn assemble(
@@ -147,6 +171,19 @@ pub fn key_layer(authorized_key: &str) -> Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_image_is_not_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("k.cpio.gz");
+        std::fs::write(&image, b"archive").unwrap();
+        assert!(!intact(&image), "no digest recorded");
+        let digest = hex::encode(Sha256::digest(b"archive"));
+        std::fs::write(digest_path(&image), digest).unwrap();
+        assert!(intact(&image));
+        std::fs::write(&image, b"archivf").unwrap();
+        assert!(!intact(&image), "one byte changed");
+    }
 
     #[test]
     fn the_shipped_recipe_parses() {

@@ -342,7 +342,54 @@ fn two_runs_at_once_share_a_cold_cache_safely() {
     let images: Vec<_> = std::fs::read_dir(cache.join("images"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".cpio.gz"))
         .collect();
     assert_eq!(images.len(), 1, "one image, built once: {images:?}");
     assert!(qemus_under(tmp.path()).is_empty());
+}
+
+#[test]
+fn a_damaged_cached_image_is_rebuilt_not_booted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = || {
+        vmgate(tmp.path())
+            .env("VMGATE_CACHE_DIR", &cache)
+            .env_remove("CI")
+            .args([
+                "run",
+                "--filter",
+                "missing_init",
+                "--accel",
+                "tcg",
+                "--snapshots",
+            ])
+            .arg(tmp.path().join("snapshots"))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        run().status.code(),
+        Some(0),
+        "the first run builds the image"
+    );
+    let image = std::fs::read_dir(cache.join("images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".cpio.gz"))
+        .expect("a cached image");
+    let mut bytes = std::fs::read(&image).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64]
+        .iter_mut()
+        .for_each(|b| *b ^= 0xff);
+    std::fs::write(&image, bytes).unwrap();
+    let again = run();
+    let said = stderr(&again);
+    assert_eq!(again.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("does not match its digest; rebuilding"),
+        "{said}"
+    );
 }
