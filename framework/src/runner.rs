@@ -303,7 +303,7 @@ async fn observe(
             }
         }
     };
-    watch.drain(&mut machine).await;
+    watch.drain(&mut machine);
     if watch.fatal() && matches!(observation.outcome, BootOutcome::Booted) {
         observation.outcome = watch.ended(&machine, "shutdown");
     }

@@ -159,9 +159,8 @@ impl BootWatch {
     }
 
     /// Takes every event already queued, without waiting.
-    pub async fn drain(&mut self, machine: &mut Machine) {
-        let short = Duration::from_millis(1);
-        while let Ok(Some(event)) = tokio::time::timeout(short, machine.next_event()).await {
+    pub fn drain(&mut self, machine: &mut Machine) {
+        while let Some(event) = machine.queued_event() {
             self.fold(event);
         }
     }

@@ -63,6 +63,16 @@ fn history(dir: &Path) -> Vec<String> {
     commits
 }
 
+/// `git bisect reset` ran: the repository is back on main at its newest commit.
+fn assert_restored(repo: &Path, commits: &[String]) {
+    assert_eq!(
+        git(repo, &["rev-parse", "HEAD"]),
+        commits[7],
+        "bisect reset"
+    );
+    assert_eq!(git(repo, &["branch", "--show-current"]), "main");
+}
+
 fn bisect(repo: &Path, commits: &[String], extra_env: &[(&str, &str)]) -> Output {
     let kernel = default_kernel();
     let mut command = Command::new(env!("CARGO_BIN_EXE_vmgate"));
@@ -113,12 +123,7 @@ fn git_bisect_names_the_commit_that_broke_the_boot() {
         stdout.contains("+  \"outcome\": \"panic\""),
         "the diff shows the panic: {stdout}"
     );
-    assert_eq!(
-        git(repo.path(), &["rev-parse", "HEAD"]),
-        commits[7],
-        "bisect reset"
-    );
-    assert_eq!(git(repo.path(), &["branch", "--show-current"]), "main");
+    assert_restored(repo.path(), &commits);
 }
 
 #[test]
@@ -138,12 +143,7 @@ fn an_infrastructure_failure_aborts_the_bisect_and_restores_the_repo() {
         "no commit may be blamed: {stdout}"
     );
     assert!(stderr.contains("no first bad commit"), "{stderr}");
-    assert_eq!(
-        git(repo.path(), &["rev-parse", "HEAD"]),
-        commits[7],
-        "bisect reset"
-    );
-    assert_eq!(git(repo.path(), &["branch", "--show-current"]), "main");
+    assert_restored(repo.path(), &commits);
 }
 
 #[test]

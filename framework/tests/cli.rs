@@ -6,7 +6,7 @@ mod common;
 
 use common::{project, qemus_under};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -306,30 +306,47 @@ fn a_full_artifacts_filesystem_is_reported_and_the_verdict_stands() {
     );
 }
 
+/// `vmgate run` of the quick panicking case on the cache at `cache`, with its
+/// own snapshot directory `snapshots` (a name under `tmp`).
+fn quick_run(tmp: &Path, cache: &Path, snapshots: &str) -> Command {
+    let mut command = vmgate(tmp);
+    command
+        .env("VMGATE_CACHE_DIR", cache)
+        .env_remove("CI")
+        .args([
+            "run",
+            "--filter",
+            "missing_init",
+            "--accel",
+            "tcg",
+            "--snapshots",
+        ])
+        .arg(tmp.join(snapshots));
+    command
+}
+
+/// The built images in a cache.
+fn cached_images(cache: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(cache.join("images")).unwrap().flatten();
+    let images = entries.map(|e| e.path());
+    images
+        .filter(|p| p.to_string_lossy().ends_with(".cpio.gz"))
+        .collect()
+}
+
 #[test]
-fn two_runs_at_once_share_a_cold_cache_safely() {
+fn a_cold_cache_shared_by_two_runs_and_then_damaged_stays_sound() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let start = |n: usize| {
-        vmgate(tmp.path())
-            .env("VMGATE_CACHE_DIR", &cache)
-            .env_remove("CI")
-            .args([
-                "run",
-                "--filter",
-                "missing_init",
-                "--accel",
-                "tcg",
-                "--snapshots",
-            ])
-            .arg(tmp.path().join(format!("snapshots-{n}")))
+    let spawn = |name: &str| {
+        let mut command = quick_run(tmp.path(), &cache, name);
+        command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let runs = [start(1), start(2)];
-    for run in runs {
+    for run in [spawn("snapshots-1"), spawn("snapshots-2")] {
         let output = run.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
@@ -339,53 +356,19 @@ fn two_runs_at_once_share_a_cold_cache_safely() {
             stderr(&output)
         );
     }
-    let images: Vec<_> = std::fs::read_dir(cache.join("images"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".cpio.gz"))
-        .collect();
+    let images = cached_images(&cache);
     assert_eq!(images.len(), 1, "one image, built once: {images:?}");
     assert!(qemus_under(tmp.path()).is_empty());
-}
 
-#[test]
-fn a_damaged_cached_image_is_rebuilt_not_booted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    let run = || {
-        vmgate(tmp.path())
-            .env("VMGATE_CACHE_DIR", &cache)
-            .env_remove("CI")
-            .args([
-                "run",
-                "--filter",
-                "missing_init",
-                "--accel",
-                "tcg",
-                "--snapshots",
-            ])
-            .arg(tmp.path().join("snapshots"))
-            .output()
-            .unwrap()
-    };
-    assert_eq!(
-        run().status.code(),
-        Some(0),
-        "the first run builds the image"
-    );
-    let image = std::fs::read_dir(cache.join("images"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".cpio.gz"))
-        .expect("a cached image");
-    let mut bytes = std::fs::read(&image).unwrap();
+    let mut bytes = std::fs::read(&images[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle..middle + 64]
         .iter_mut()
         .for_each(|b| *b ^= 0xff);
-    std::fs::write(&image, bytes).unwrap();
-    let again = run();
+    std::fs::write(&images[0], bytes).unwrap();
+    let again = quick_run(tmp.path(), &cache, "snapshots-3")
+        .output()
+        .unwrap();
     let said = stderr(&again);
     assert_eq!(again.status.code(), Some(0), "{said}");
     assert!(

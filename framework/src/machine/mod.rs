@@ -133,6 +133,11 @@ impl Machine {
         self.events.recv().await
     }
 
+    /// An event already queued, without waiting.
+    pub fn queued_event(&mut self) -> Option<MachineEvent> {
+        self.events.try_recv().ok()
+    }
+
     /// Whether the QEMU process still runs.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
