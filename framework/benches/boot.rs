@@ -1,17 +1,26 @@
 //! Boot timings side by side in one run, on one kernel and initramfs:
-//! bare QEMU to the guest's readiness marker (the limit), vmgate to the same
-//! marker, one full vmgate case, and the default suite with -j1 and -j2.
+//! bare QEMU to the guest's readiness marker (the limit) on vmgate's own argv,
+//! with `quiet` added, and on the `microvm` machine type, interleaved round by
+//! round; vmgate to the same marker, one full vmgate case, the default suite
+//! with -j1 and -j2; and vmgate's own peak memory while it runs four VMs at once.
 //! Run with `cargo bench -p vmgate --bench boot`; prints medians and ratios.
 
-use std::io::{BufRead, BufReader};
+mod bare;
+mod memory;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use vmgate::kernel::Kernel;
-use vmgate::machine::qemu::QemuConfig;
 use vmgate::run::{self, RunOptions};
+use vmgate::runner::Verdict;
 
 const ROUNDS: usize = 5;
+
+/// VMs running at once while vmgate's own memory is measured.
+const MEMORY_VMS: usize = 4;
+
+/// Failed boots after which a variant is no longer measured.
+const GIVE_UP: usize = 2;
 
 fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -26,40 +35,47 @@ fn options(jobs: usize, filter: Option<&str>, snapshots: &Path) -> RunOptions {
     }
 }
 
-/// QEMU with the case's own argv but running at once, with no QMP, read until
-/// the guest prints its readiness marker.
-fn bare_boot(config: &QemuConfig) -> Duration {
-    let args: Vec<String> = config.args().into_iter().filter(|a| a != "-S").collect();
-    let qmp = args.iter().position(|a| a == "-qmp").unwrap_or(args.len());
-    let args: Vec<&String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != qmp && *i != qmp + 1)
-        .map(|(_, a)| a)
-        .collect();
-    let start = Instant::now();
-    let mut child = Command::new(&config.binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu");
-    let stdout = child.stdout.take().expect("stdout");
-    for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-        if String::from_utf8_lossy(&line).trim_end_matches('\r') == "vmgate: ready" {
-            break;
-        }
-    }
-    let elapsed = start.elapsed();
-    let _ = child.kill();
-    let _ = child.wait();
-    elapsed
-}
-
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// One bare variant's boots over the rounds.
+struct Series {
+    name: &'static str,
+    seconds: Vec<f64>,
+    failures: Vec<String>,
+    /// Why the variant cannot be tried here at all.
+    unavailable: Option<String>,
+}
+
+impl Series {
+    fn new(name: &'static str) -> Series {
+        Series {
+            name,
+            seconds: Vec::new(),
+            failures: Vec::new(),
+            unavailable: None,
+        }
+    }
+
+    /// A boot without network counts as failed: vmgate could not reach it.
+    fn record(&mut self, round: usize, boot: bare::Boot) {
+        match boot {
+            bare::Boot::Ready {
+                seconds,
+                network: true,
+            } => self.seconds.push(seconds),
+            bare::Boot::Ready { network: false, .. } => self.failures.push(format!(
+                "round {round}: ready, but the guest has no network device"
+            )),
+            bare::Boot::Failed { why } => self.failures.push(format!("round {round}: {why}")),
+        }
+    }
+
+    fn measured(&self) -> bool {
+        self.unavailable.is_none() && self.failures.len() < GIVE_UP
+    }
 }
 
 fn machine() -> String {
@@ -88,11 +104,34 @@ async fn main() {
     let cases = run::load_cases(&one.scenarios, Some("pax_nouderef"), None).expect("cases");
     let config = vmgate::runner::qemu_config(&context, &cases[0], scratch.path(), 0);
 
-    let (mut bare, mut ready, mut case) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    // microvm needs the virtio-mmio driver in the module layer and a TSC rate.
+    let mmio_initrd = scratch.path().join("initrd-mmio.img");
+    let tsc_khz = bare::host_tsc_khz();
+    let mut microvm = Series::new("microvm");
+    if let Err(why) = bare::mmio_initrd(&context.initrd, &kernel, &mmio_initrd) {
+        microvm.unavailable = Some(format!("no initramfs with virtio_mmio: {why}"));
+    }
+    if tsc_khz.is_none() {
+        microvm.unavailable = Some("no clock rate in /proc/cpuinfo".into());
+    }
+
+    // Bare variants interleaved, their order turning each round, then the case.
+    let mut series = [Series::new("pc"), Series::new("pc+quiet"), microvm];
+    let (mut ready, mut case) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
         let mut config = config.clone();
         config.ssh_port = vmgate::machine::free_port().expect("port");
-        bare.push(bare_boot(&config).as_secs_f64());
+        let mut variants = vec![bare::pc(&config), bare::pc_quiet(&config)];
+        if let (true, Some(khz)) = (series[2].measured(), tsc_khz) {
+            variants.push(bare::microvm(&config, &mmio_initrd, khz));
+        }
+        let turn = round % variants.len();
+        variants.rotate_left(turn);
+        for variant in &variants {
+            let boot = bare::boot(variant);
+            let row = series.iter_mut().find(|s| s.name == variant.name);
+            row.expect("a series per variant").record(round, boot);
+        }
         let result = vmgate::runner::run_case(&context, cases[0].clone()).await;
         ready.push(result.observation.ready_seconds.unwrap_or(f64::NAN));
         case.push(result.seconds);
@@ -111,52 +150,105 @@ async fn main() {
             .expect("suite");
         suite.push(start.elapsed().as_secs_f64());
     }
-    let limit = median(bare.clone());
+
+    // vmgate's own memory with several VMs: one case booted MEMORY_VMS times at once.
+    let bench_peak = memory::peak_mib();
+    let peak_reset = memory::reset_peak();
+    let sampler = memory::ChildSampler::start();
+    let start = Instant::now();
+    let several = RunOptions {
+        repeat: MEMORY_VMS as u32,
+        ..options(MEMORY_VMS, Some("pax_nouderef"), scratch.path())
+    };
+    let report = run::run(&several).await.expect("several VMs");
+    let several_seconds = start.elapsed().as_secs_f64();
+    let children = sampler.finish();
+    let several_peak = memory::peak_mib();
+
+    let limit = median(series[0].seconds.clone());
     println!("vmgate boot benchmark, {}", machine());
     println!(
         "kernel {} under {} ({})",
         kernel.release, context.host.accel, context.host.qemu_version
     );
-    println!("{:<44} {:>9} {:>8}", "measure", "seconds", "ratio");
+    println!("{:<48} {:>9} {:>8}", "measure", "seconds", "ratio");
     let row = |name: &str, seconds: f64, base: f64| {
-        println!("{name:<44} {seconds:>9.2} {:>8.2}", seconds / base);
+        println!("{name:<48} {seconds:>9.2} {:>8.2}", seconds / base);
     };
-    row(
-        &format!("bare QEMU to readiness marker (median of {ROUNDS})"),
-        limit,
-        limit,
-    );
+    for s in &series {
+        let name = format!(
+            "bare QEMU {} to readiness ({} of {ROUNDS})",
+            s.name,
+            s.seconds.len()
+        );
+        row(&name, median(s.seconds.clone()), limit);
+    }
     row(
         "vmgate start to readiness marker (median)",
         median(ready),
         limit,
     );
-    row("vmgate one full case (median)", median(case), limit);
+    let one_case = median(case);
+    row("vmgate one full case (median)", one_case, limit);
     row("default suite -j1", suite[0], suite[0]);
     row("default suite -j2 (ratio to -j1)", suite[1], suite[0]);
+    row(
+        &format!("one case x{MEMORY_VMS} at -j{MEMORY_VMS} (ratio to one case)"),
+        several_seconds,
+        one_case,
+    );
     println!(
-        "{:<44} {:>9.3}",
+        "{:<48} {:>9.3}",
         "warm image build (median, seconds)",
         median(image)
     );
     println!(
-        "{:<44} {:>9.1}",
-        "peak memory of this process (MiB)",
-        peak_rss_mib()
+        "{:<48} {:>9.1}",
+        "peak memory of this process (MiB)", bench_peak
     );
-}
+    let scope = match peak_reset {
+        true => format!("during the -j{MEMORY_VMS} run"),
+        false => "whole bench, VmHWM not resettable".into(),
+    };
+    println!(
+        "{:<48} {:>9.1}",
+        format!("  peak {scope} (MiB)"),
+        several_peak
+    );
+    println!(
+        "{:<48} {:>9.1}",
+        format!(
+            "  QEMU children at once: {}, their RSS (MiB)",
+            children.count
+        ),
+        children.rss_mib
+    );
 
-/// The process's peak resident set (VmHWM), the VMs themselves not included.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: 0 kB");
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    for s in &series {
+        for failure in &s.failures {
+            println!("{}: {failure}", s.name);
+        }
+        if let Some(why) = &s.unavailable {
+            println!("{}: not measured: {why}", s.name);
+        } else if !s.measured() {
+            println!("{}: no longer measured after {GIVE_UP} failures", s.name);
+        }
+    }
+    if let Some(khz) = tsc_khz {
+        println!(
+            "microvm: -machine microvm, virtio-net-device, virtio_mmio loaded, tsc_early_khz={khz}"
+        );
+    }
+    for result in &report.results {
+        let verdict = match &result.verdict {
+            Verdict::Pass => "pass".to_string(),
+            Verdict::Fail(reasons) => format!("FAIL: {}", reasons.join("; ")),
+            Verdict::Skip(why) => format!("skip: {why}"),
+        };
+        println!(
+            "-j{MEMORY_VMS} run: {} {} ({verdict})",
+            result.case.name,
+            result.observation.outcome.kind()
+        );
+    }
 }

@@ -178,6 +178,15 @@ fn decode(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The messages of a whole serial log: clean lines without kernel prefixes.
+#[must_use]
+pub fn clean_messages(serial: &[u8]) -> Vec<String> {
+    let mut assembler = LineAssembler::new();
+    let mut lines = assembler.push(serial);
+    lines.extend(assembler.finish());
+    lines.iter().map(|line| message(line).to_string()).collect()
+}
+
 /// Something the kernel or vmgate's guest side printed on the console.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "kebab-case")]

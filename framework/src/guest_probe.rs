@@ -13,6 +13,22 @@ pub const GUEST_PATH: &str = "usr/bin/vmgate-probe";
 /// ASLR samples per run: enough for stable entropy buckets.
 pub const SAMPLES: u32 = 64;
 
+/// The checks the probe runs, as scenarios name them.
+pub const CHECKS: &[&str] = &[
+    "exec-stack",
+    "exec-heap",
+    "exec-anon",
+    "wx-mprotect",
+    "ptrace-nonchild",
+    "modify-ldt",
+    "vsyscall",
+    "aslr",
+    "pax-flags",
+    "kallsyms",
+    "dmesg",
+    "identity",
+];
+
 /// The probe's target: glibc, statically linked.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -73,14 +89,22 @@ pub fn binary(source: &Path) -> Result<PathBuf> {
     Ok(target_dir.join(TARGET).join("release/vmgate-probe"))
 }
 
-/// The guest command that runs the probe as root.
-pub fn as_root() -> String {
-    format!("/{GUEST_PATH} --samples {SAMPLES}")
+/// The guest command that runs the probe as root: `checks`, or all when empty.
+pub fn as_root(checks: &[String]) -> String {
+    let known = checks.iter().filter(|c| CHECKS.contains(&c.as_str()));
+    let only: Vec<&str> = known.map(String::as_str).collect();
+    match only.as_slice() {
+        [] => format!("/{GUEST_PATH} --samples {SAMPLES}"),
+        only => format!(
+            "/{GUEST_PATH} --samples {SAMPLES} --only {}",
+            only.join(",")
+        ),
+    }
 }
 
 /// The guest command that runs the probe as the unprivileged user.
-pub fn as_user() -> String {
-    let inner = shell_words::quote(&as_root()).into_owned();
+pub fn as_user(checks: &[String]) -> String {
+    let inner = shell_words::quote(&as_root(checks)).into_owned();
     format!("su -s /bin/sh -c {inner} user")
 }
 
@@ -113,8 +137,21 @@ mod tests {
     #[test]
     fn the_user_command_quotes_the_probe() {
         assert_eq!(
-            as_user(),
+            as_user(&[]),
             "su -s /bin/sh -c '/usr/bin/vmgate-probe --samples 64' user"
         );
+        let only = ["vsyscall".to_string(), "x;reboot".to_string()];
+        assert_eq!(
+            as_root(&only),
+            "/usr/bin/vmgate-probe --samples 64 --only vsyscall"
+        );
+    }
+
+    #[test]
+    fn the_check_list_matches_the_probe_crate() {
+        let source = include_str!("../../probe/src/checks/mod.rs");
+        for check in CHECKS {
+            assert!(source.contains(&format!("\"{check}\"")), "{check}");
+        }
     }
 }

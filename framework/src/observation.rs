@@ -124,6 +124,9 @@ pub struct Observation {
     /// PaX kills and modes, grsecurity denials and faults from the console.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_events: Vec<crate::kernel_log::KernelEvent>,
+    /// Each requested sysctl write, in order, with what came of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sysctl_writes: Vec<crate::sysctl_write::WriteRecord>,
     /// Each requested sysctl: a value, absent, or a read error.
     pub sysctls: BTreeMap<String, SysctlValue>,
     /// Each requested guest command.
@@ -149,6 +152,7 @@ impl Observation {
             unknown_params: Vec::new(),
             oopses: Vec::new(),
             kernel_events: Vec::new(),
+            sysctl_writes: Vec::new(),
             sysctls: BTreeMap::new(),
             commands: Vec::new(),
             paxtest: None,

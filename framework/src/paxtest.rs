@@ -350,9 +350,16 @@ enum Marker<'a> {
 /// lines outside any block are ignored, except stray exit markers, which go to `unknown`.
 #[must_use]
 pub fn parse_framed(text: &str) -> PaxtestReport {
-    let mut report = PaxtestReport::default();
+    let lines: Vec<&str> = text.lines().collect();
+    let first_block = lines.iter().position(|line| marker(line).is_some());
+    let preamble = &lines[..first_block.unwrap_or(lines.len())];
+    let mut report = PaxtestReport {
+        mode: preamble.iter().rev().find_map(|line| mode_in(line)),
+        kernel: kernel_in(preamble),
+        ..PaxtestReport::default()
+    };
     let mut open = None;
-    for line in text.lines() {
+    for line in lines {
         open = framed_step(&mut report, open, line);
     }
     if let Some(block) = open {
@@ -443,7 +450,10 @@ pub fn framed_script(binaries: &[&str]) -> String {
          # Written by vmgate: runs each paxtest binary on its own, between markers.\n\
          PAXTEST_MODE=1\n\
          LD_LIBRARY_PATH={PAXTEST_DIR}\n\
-         export PAXTEST_MODE LD_LIBRARY_PATH\n"
+         export PAXTEST_MODE LD_LIBRARY_PATH\n\
+         echo 'Mode: Blackhat'\n\
+         echo 'Kernel: '\n\
+         uname -a\n"
     );
     let mut written: Vec<&'static str> = Vec::new();
     for binary in binaries.iter().filter_map(|binary| known_binary(binary)) {
@@ -453,6 +463,35 @@ pub fn framed_script(binaries: &[&str]) -> String {
         }
     }
     script
+}
+
+/// Why a run of `binaries` in the framed format cannot be trusted: a test with
+/// no verdict (the run was cut off or a test died before printing one), or a
+/// header naming another kernel than `release`, the one booted.
+pub fn run_failures<'a>(
+    report: &PaxtestReport,
+    binaries: impl IntoIterator<Item = &'a str>,
+    release: &str,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match &report.kernel {
+        None => reasons.push("paxtest: no `Kernel:` line in its output".to_string()),
+        Some(kernel) if !kernel.split_whitespace().any(|word| word == release) => reasons.push(
+            format!("paxtest ran on `{kernel}`, not the booted {release}"),
+        ),
+        Some(_) => {}
+    }
+    let names = binaries.into_iter().filter_map(name_of);
+    let incomplete: Vec<&str> = names
+        .filter(|name| matches!(report.results.get(*name), None | Some(Verdict::Missing)))
+        .collect();
+    if !incomplete.is_empty() {
+        reasons.push(format!(
+            "paxtest incomplete: no verdict for {}",
+            incomplete.join(", ")
+        ));
+    }
+    reasons
 }
 
 /// Our own copy of a binary's name if it is a known test.
@@ -812,6 +851,65 @@ mod tests {
             "@@vmgate-paxtest execheap",
         ];
         assert_eq!(report.unknown, unknown);
+    }
+
+    const FRAMED_HEAD: &str = "Mode: Blackhat\nKernel: \n\
+        Linux (none) 6.1.0-57-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 x86_64\n";
+
+    fn framed_block(binary: &str, output: &str) -> String {
+        format!("@@vmgate-paxtest {binary}\n{output}\n@@vmgate-paxtest-exit {binary} 0\n")
+    }
+
+    #[test]
+    fn a_complete_framed_run_on_the_booted_kernel_has_no_failures() {
+        let text = format!(
+            "{FRAMED_HEAD}{}{}",
+            framed_block(
+                "anonmap",
+                "Executable anonymous mapping             : Killed"
+            ),
+            framed_block(
+                "execbss",
+                "Executable bss                           : Vulnerable"
+            ),
+        );
+        let report = parse_framed(&text);
+        assert_eq!(report.mode.as_deref(), Some("Blackhat"));
+        let release = "6.1.0-57-cloud-amd64";
+        assert!(run_failures(&report, ["anonmap", "execbss"], release).is_empty());
+        let other = run_failures(&report, ["anonmap"], "6.6.0-grsec");
+        assert_eq!(other.len(), 1, "{other:?}");
+        assert!(
+            other[0].starts_with("paxtest ran on `Linux (none) 6.1.0-57"),
+            "{other:?}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_framed_run_is_an_error_naming_the_tests_without_verdicts() {
+        let text = format!(
+            "{FRAMED_HEAD}{}@@vmgate-paxtest execbss\nExecutable bss        ",
+            framed_block(
+                "anonmap",
+                "Executable anonymous mapping             : Killed"
+            ),
+        );
+        let report = parse_framed(&text);
+        let found = run_failures(
+            &report,
+            ["anonmap", "execbss", "execdata"],
+            "6.1.0-57-cloud-amd64",
+        );
+        assert_eq!(
+            found,
+            ["paxtest incomplete: no verdict for Executable bss, Executable data"]
+        );
+        let headless = parse_framed(&framed_block(
+            "anonmap",
+            "Executable anonymous mapping : Killed",
+        ));
+        let found = run_failures(&headless, ["anonmap"], "6.1.0-57-cloud-amd64");
+        assert_eq!(found, ["paxtest: no `Kernel:` line in its output"]);
     }
 
     #[test]

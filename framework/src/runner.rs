@@ -2,17 +2,18 @@
 //! SSH, shut down, and judge the observation against the expectation and the
 //! golden snapshot.
 
+use crate::event_expect::{self, SeenEvents};
 use crate::host::Host;
 use crate::kernel::Kernel;
 use crate::kernel_log::KernelEvent;
 use crate::machine::qemu::QemuConfig;
-use crate::machine::ssh::{ClientKey, Ssh, SshError};
+use crate::machine::ssh::{ClientKey, CommandOutput, Ssh, SshError};
 use crate::machine::{free_port, Machine, StartError};
 use crate::observation::{BootOutcome, CommandResult, CommandRun, Observation};
 use crate::scenario::{Case, ExpectedOutcome};
 use crate::snapshot::{self, SnapshotPolicy, SnapshotVerdict};
 use crate::watch::{BootWatch, Wait};
-use crate::{guest_probe, paxtest, probe};
+use crate::{guest_probe, paxtest, probe, sysctl_write};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -172,19 +173,15 @@ async fn boot_and_judge(ctx: &RunContext, case: Case) -> CaseResult {
     };
     let serial_log = dir.path().join("serial.log");
     let launched = tokio::time::Instant::now();
-    let machine = match start_machine(ctx, &case, dir.path()).await {
-        Ok(machine) => machine,
-        Err((argv, outcome)) => {
-            let mut result = judge(ctx, case, not_booted(ctx, outcome), argv);
-            result.serial = std::fs::read(&serial_log).unwrap_or_default();
-            return result;
+    let (observation, argv) = match start_machine(ctx, &case, dir.path()).await {
+        Ok(machine) => {
+            let argv = machine.argv().to_vec();
+            (observe(ctx, &case, machine, launched).await, argv)
         }
+        Err((argv, outcome)) => (not_booted(ctx, outcome), argv),
     };
-    let argv = machine.argv().to_vec();
-    let observation = observe(ctx, &case, machine, launched).await;
-    let mut result = judge(ctx, case, observation, argv);
-    result.serial = std::fs::read(&serial_log).unwrap_or_default();
-    result
+    let serial = std::fs::read(&serial_log).unwrap_or_default();
+    judge(ctx, case, observation, argv, serial)
 }
 
 fn not_booted(ctx: &RunContext, outcome: BootOutcome) -> Observation {
@@ -192,12 +189,8 @@ fn not_booted(ctx: &RunContext, outcome: BootOutcome) -> Observation {
 }
 
 fn infra_failure(ctx: &RunContext, case: Case, message: String) -> CaseResult {
-    judge(
-        ctx,
-        case,
-        not_booted(ctx, BootOutcome::QemuError { message }),
-        Vec::new(),
-    )
+    let observation = not_booted(ctx, BootOutcome::QemuError { message });
+    judge(ctx, case, observation, Vec::new(), Vec::new())
 }
 
 /// The QEMU configuration of `case`: what `run`, `repro` and bisects all boot.
@@ -349,56 +342,90 @@ async fn read_guest(
         }
     };
     info!("ssh ready");
+    match observe_guest(&ssh, case, deadlines, observation).await {
+        Ok(()) => BootOutcome::Booted,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Everything a case reads over SSH, in order: sysctl writes, sysctls,
+/// commands, the probe, paxtest. Stops at the first step the guest fails.
+async fn observe_guest(
+    ssh: &Ssh,
+    case: &Case,
+    deadlines: Deadlines,
+    observation: &mut Observation,
+) -> Result<(), BootOutcome> {
+    let writes = &case.observe.sysctl_writes;
+    if !writes.is_empty() {
+        let script = sysctl_write::write_script(writes);
+        let out = step(ssh, "sysctl writes", &script, deadlines.command).await?;
+        observation.sysctl_writes = sysctl_write::parse_writes(writes, &out.stdout);
+    }
     let keys = sysctl_keys(case);
     if !keys.is_empty() {
         let script = probe::sysctl_script(&keys);
-        match ssh.exec(&script, deadlines.command).await {
-            Ok(out) => observation.sysctls = probe::parse_sysctls(&keys, &out.stdout),
-            Err(e) => return lost(e),
-        }
+        let out = step(ssh, "sysctl reads", &script, deadlines.command).await?;
+        observation.sysctls = probe::parse_sysctls(&keys, &out.stdout);
     }
     for argv in &case.observe.commands {
         let line = shell_words::join(argv);
-        let (result, lost_with) = match ssh.exec(&line, deadlines.command).await {
-            Ok(output) => (CommandRun::Ran(output), None),
-            Err(e) => (
-                CommandRun::Failed {
-                    error: e.to_string(),
-                },
-                Some(e),
-            ),
-        };
+        // Recorded before it runs, so a guest that ends mid-command shows which one.
         observation.commands.push(CommandResult {
             argv: argv.clone(),
-            result,
+            result: CommandRun::Failed {
+                error: "the guest ended while it ran".into(),
+            },
         });
-        if let Some(error) = lost_with {
-            return lost(error);
+        let ran = step(ssh, &format!("command `{line}`"), &line, deadlines.command).await;
+        let result = match &ran {
+            Ok(output) => CommandRun::Ran(output.clone()),
+            Err(outcome) => CommandRun::Failed {
+                error: outcome.detail().unwrap_or_default().to_string(),
+            },
+        };
+        if let Some(last) = observation.commands.last_mut() {
+            last.result = result;
         }
+        ran?;
     }
     if case.observe.probe {
-        let mut runs = Vec::new();
-        for command in [guest_probe::as_root(), guest_probe::as_user()] {
-            match ssh.exec(&command, deadlines.paxtest).await {
-                Ok(out) => runs.push(guest_probe::records(&out.stdout)),
-                Err(e) => return lost(e),
-            }
-        }
-        let user = runs.pop().unwrap_or_default();
-        let root = runs.pop().unwrap_or_default();
-        observation.probe = Some(guest_probe::ProbeRuns { root, user });
+        let checks = &case.observe.probe_checks;
+        let root = guest_probe::as_root(checks);
+        let root = step(ssh, "vmgate-probe as root", &root, deadlines.paxtest).await?;
+        let user = guest_probe::as_user(checks);
+        let user = step(ssh, "vmgate-probe as user", &user, deadlines.paxtest).await?;
+        observation.probe = Some(guest_probe::ProbeRuns {
+            root: guest_probe::records(&root.stdout),
+            user: guest_probe::records(&user.stdout),
+        });
     }
     if case.observe.paxtest {
         let tests: Vec<&str> = paxtest::stable_tests().collect();
-        match ssh
-            .exec(&paxtest::framed_script(&tests), deadlines.paxtest)
-            .await
-        {
-            Ok(out) => observation.paxtest = Some(paxtest::parse_framed(&out.stdout)),
-            Err(e) => return lost(e),
-        }
+        let script = paxtest::framed_script(&tests);
+        let out = step(ssh, "paxtest", &script, deadlines.paxtest).await?;
+        observation.paxtest = Some(paxtest::parse_framed(&out.stdout));
     }
-    BootOutcome::Booted
+    Ok(())
+}
+
+/// Runs one step in the guest; a failure becomes the outcome it means: no
+/// answer before the deadline is a hang of that step, a lost connection is
+/// an unreachable guest.
+async fn step(
+    ssh: &Ssh,
+    what: &str,
+    script: &str,
+    within: Duration,
+) -> Result<CommandOutput, BootOutcome> {
+    ssh.exec(script, within).await.map_err(|error| match error {
+        SshError::Timeout(after) => BootOutcome::Hang {
+            stage: format!("{what} (no answer in {}s)", after.as_secs()),
+        },
+        other => BootOutcome::SshUnreachable {
+            error: format!("lost the guest during {what}: {other}"),
+        },
+    })
 }
 
 /// The sysctls a case reads: those it observes and those it expects.
@@ -410,12 +437,6 @@ fn sysctl_keys(case: &Case) -> Vec<String> {
         }
     }
     keys
-}
-
-fn lost(error: SshError) -> BootOutcome {
-    BootOutcome::SshUnreachable {
-        error: format!("lost the guest: {error}"),
-    }
 }
 
 /// Connects, retrying refused, reset and timed-out attempts until `within` ends:
@@ -452,14 +473,14 @@ fn judge(
     case: Case,
     mut observation: Observation,
     argv: Vec<String>,
+    serial: Vec<u8>,
 ) -> CaseResult {
     observation.case = case.name.clone();
     let mut reasons = expectation_failures(&case, &observation.outcome);
     reasons.extend(unexpected_kills(&observation.kernel_events));
+    reasons.extend(event_failures(&case, &observation, &serial));
     if observation.outcome == BootOutcome::Booted {
-        let sysctls = &observation.sysctls;
-        let misses = case.expect.sysctls.iter();
-        reasons.extend(misses.filter_map(|(key, want)| want.failure(key, sysctls.get(key))));
+        reasons.extend(guest_failures(ctx, &case, &observation));
     }
     let rendered = snapshot::render(&observation);
     let path = snapshot::path_for(&ctx.snapshot_dir, &case.name);
@@ -496,9 +517,49 @@ fn judge(
         verdict,
         snapshot,
         argv,
-        serial: Vec::new(),
+        serial,
         seconds: 0.0,
     }
+}
+
+/// Required console events that did not occur and forbidden ones that did.
+fn event_failures(case: &Case, observation: &Observation, serial: &[u8]) -> Vec<String> {
+    let (required, forbidden) = (&case.expect.events, &case.expect.no_events);
+    if required.is_empty() && forbidden.is_empty() {
+        return Vec::new();
+    }
+    let console = crate::console::clean_messages(serial);
+    let seen = SeenEvents {
+        kernel: &observation.kernel_events,
+        unknown_params: &observation.unknown_params,
+        console: &console,
+    };
+    event_expect::failures(seen, required, forbidden)
+}
+
+/// What the guest showed over SSH that misses the case's expectations: sysctl
+/// values, sysctl writes, and paxtest runs that are incomplete or ran elsewhere.
+fn guest_failures(ctx: &RunContext, case: &Case, observation: &Observation) -> Vec<String> {
+    let sysctls = &observation.sysctls;
+    let misses = case.expect.sysctls.iter();
+    let mut reasons: Vec<String> = misses
+        .filter_map(|(key, want)| want.failure(key, sysctls.get(key)))
+        .collect();
+    let writes = case
+        .observe
+        .sysctl_writes
+        .iter()
+        .zip(&observation.sysctl_writes);
+    reasons.extend(writes.filter_map(|(write, record)| write.failure(&record.result)));
+    if let Some(report) = &observation.paxtest {
+        let release = &ctx.kernel.release;
+        reasons.extend(paxtest::run_failures(
+            report,
+            paxtest::stable_tests(),
+            release,
+        ));
+    }
+    reasons
 }
 
 /// Why an outcome does not meet the case's expectation; empty when it does.

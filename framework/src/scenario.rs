@@ -29,6 +29,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::accel::Accel;
+use crate::event_expect::EventPattern;
+use crate::sysctl_write::{SysctlWrite, WriteExpectation};
 
 /// The most cases that all loaded files together may expand to.
 const MAX_CASES: usize = 512;
@@ -44,7 +46,13 @@ const SCENARIO_KEYS: &str =
     "`name`, `description`, `params`, `timeout`, `matrix`, `requires`, `expect` and `observe`";
 
 /// The keys a `[scenario.observe]` table takes, as shown in the unknown-key message.
-const OBSERVE_KEYS: &str = "`sysctls`, `commands`, `paxtest` and `probe`";
+const OBSERVE_KEYS: &str = "`sysctl_writes`, `sysctls`, `commands`, `paxtest` and `probe`";
+
+/// The keys a `[scenario.expect]` table takes, as shown in the unknown-key message.
+const EXPECT_KEYS: &str = "`outcome`, `message`, `sysctls`, `events` and `no_events`";
+
+/// The longest value a sysctl write may carry, in bytes.
+const MAX_WRITE_VALUE: usize = 4096;
 
 /// One boot to run: a scenario, or one combination of its matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +103,11 @@ pub struct Expectation {
     /// `sysctls`: per key, `"2"`, `">= 1"`, `"<= 0"`, `"absent"`, optionally
     /// followed by `" or absent"`; each key is also read. Default: none.
     pub sysctls: std::collections::BTreeMap<String, crate::sysctl_expect::SysctlExpectation>,
+    /// `events`: console events that must occur, `"KIND"` or `"KIND: TEXT"` (see
+    /// [`crate::event_expect`]); default none.
+    pub events: Vec<EventPattern>,
+    /// `no_events`: console events that must not occur, written like `events`; default none.
+    pub no_events: Vec<EventPattern>,
 }
 
 /// The end a scenario expects its boot to reach, written in kebab case.
@@ -117,6 +130,10 @@ pub enum ExpectedOutcome {
 /// The `[scenario.observe]` table: what to read from a guest once it is up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Observe {
+    /// `sysctl_writes`: sysctls to write as root before anything is read, in order, each
+    /// `{ key = "...", value = "...", expect = "applied" }` where `expect` is `applied`
+    /// (the default) or `refused`, optionally followed by `or absent`; default none.
+    pub sysctl_writes: Vec<SysctlWrite>,
     /// `sysctls`: dotted sysctl keys to read, such as `kernel.kptr_restrict`; default none.
     pub sysctls: Vec<String>,
     /// `commands`: commands to run in the guest, each an argv; default none.
@@ -126,6 +143,9 @@ pub struct Observe {
     /// `probe`: whether to run vmgate-probe as root and as the unprivileged
     /// user; default `false`.
     pub probe: bool,
+    /// The probe checks to run, when `probe` is a list of check names such as
+    /// `["ptrace-nonchild"]` instead of `true`; empty runs every check.
+    pub probe_checks: Vec<String>,
 }
 
 /// One thing wrong with the scenario files, and where it is.
@@ -185,11 +205,17 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Case>, ScenarioError> {
     finish(parsed).map_err(ScenarioError::Invalid)
 }
 
-/// Keeps the cases whose name contains `pattern`; an empty pattern keeps them all.
+/// Keeps the cases whose name contains `pattern`, or any of its comma-separated
+/// parts; an empty pattern keeps them all.
 pub fn filter(cases: Vec<Case>, pattern: &str) -> Vec<Case> {
+    let parts: Vec<&str> = pattern
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
     cases
         .into_iter()
-        .filter(|case| case.name.contains(pattern))
+        .filter(|case| parts.is_empty() || parts.iter().any(|part| case.name.contains(part)))
         .collect()
 }
 
@@ -422,7 +448,7 @@ impl Site {
         Problem {
             file: self.file.clone(),
             line: self.line,
-            message,
+            message: one_line(&message),
         }
     }
 }
@@ -505,15 +531,35 @@ struct RawExpect {
     outcome: Field<ExpectedOutcome>,
     message: Field<Spanned<String>>,
     sysctls: Field<BTreeMap<String, Spanned<String>>>,
+    events: Field<Vec<Spanned<String>>>,
+    no_events: Field<Vec<Spanned<String>>>,
 }
 
 /// A `[scenario.observe]` table as written.
 #[derive(Default)]
 struct RawObserve {
+    sysctl_writes: Field<Vec<Spanned<RawWrite>>>,
     sysctls: Field<Vec<Spanned<String>>>,
     commands: Field<Vec<Spanned<Vec<String>>>>,
     paxtest: Field<bool>,
-    probe: Field<bool>,
+    probe: Field<Spanned<RawProbe>>,
+}
+
+/// `probe` as written: `true`/`false`, or the checks to run.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "`true`, `false` or a list of probe check names")]
+enum RawProbe {
+    Flag(bool),
+    Checks(Vec<String>),
+}
+
+/// One entry of `sysctl_writes` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWrite {
+    key: String,
+    value: MatrixValue,
+    expect: Option<String>,
 }
 
 /// One matrix value: a string, or an integer kept as its decimal text.
@@ -747,11 +793,9 @@ impl<'a> FileCheck<'a> {
                 "outcome" => raw.outcome = self.field("expect.outcome", value),
                 "message" => raw.message = self.field("expect.message", value),
                 "sysctls" => raw.sysctls = self.field("expect.sysctls", value),
-                _ => self.unknown(
-                    &key,
-                    "[scenario.expect]",
-                    "`outcome`, `message` and `sysctls`",
-                ),
+                "events" => raw.events = self.field("expect.events", value),
+                "no_events" => raw.no_events = self.field("expect.no_events", value),
+                _ => self.unknown(&key, "[scenario.expect]", EXPECT_KEYS),
             }
         }
         Field::Given(raw)
@@ -766,6 +810,7 @@ impl<'a> FileCheck<'a> {
         for (key, value) in table {
             match key.get_ref().as_ref() {
                 "sysctls" => raw.sysctls = self.field("observe.sysctls", value),
+                "sysctl_writes" => raw.sysctl_writes = self.field("observe.sysctl_writes", value),
                 "commands" => raw.commands = self.field("observe.commands", value),
                 "paxtest" => raw.paxtest = self.field("observe.paxtest", value),
                 "probe" => raw.probe = self.field("observe.probe", value),
@@ -932,6 +977,12 @@ impl<'a> FileCheck<'a> {
     }
 
     fn check_expect(&mut self, expect: &RawExpect) {
+        let patterns = [&expect.events, &expect.no_events];
+        for pattern in patterns.into_iter().filter_map(Field::given).flatten() {
+            if let Err(why) = pattern.get_ref().parse::<EventPattern>() {
+                self.at(pattern, why);
+            }
+        }
         for (key, wanted) in expect.sysctls.given().into_iter().flatten() {
             if !is_sysctl_key(key) {
                 self.at(
@@ -963,6 +1014,14 @@ impl<'a> FileCheck<'a> {
     }
 
     fn check_observe(&mut self, observe: &RawObserve) {
+        if let Some(probe) = observe.probe.given() {
+            self.check_probe(probe);
+        }
+        for write in observe.sysctl_writes.given().into_iter().flatten() {
+            if let Some(why) = write_problem(write.get_ref()) {
+                self.at(write, why);
+            }
+        }
         for key in observe.sysctls.given().into_iter().flatten() {
             if !is_sysctl_key(key.get_ref()) {
                 let message = format!(
@@ -976,6 +1035,26 @@ impl<'a> FileCheck<'a> {
             if let Some(why) = command_problem(argv.get_ref()) {
                 self.at(argv, why);
             }
+        }
+    }
+
+    fn check_probe(&mut self, probe: &Spanned<RawProbe>) {
+        let RawProbe::Checks(checks) = probe.get_ref() else {
+            return;
+        };
+        let known = crate::guest_probe::CHECKS;
+        if checks.is_empty() {
+            self.at(
+                probe,
+                "`probe` lists no checks; write `false` to run none".into(),
+            );
+        }
+        if let Some(unknown) = checks.iter().find(|c| !known.contains(&c.as_str())) {
+            let message = format!(
+                "`probe`: unknown check {unknown:?}; the checks are {}",
+                known.join(", ")
+            );
+            self.at(probe, message);
         }
     }
 
@@ -1095,6 +1174,8 @@ impl RawExpect {
             sysctls: sysctls
                 .filter_map(|(key, text)| Some((key.clone(), text.get_ref().parse().ok()?)))
                 .collect(),
+            events: patterns(&self.events),
+            no_events: patterns(&self.no_events),
         }
     }
 }
@@ -1103,13 +1184,68 @@ impl RawObserve {
     /// The observations as a case carries them.
     fn build(&self) -> Observe {
         let commands = self.commands.given().into_iter().flatten();
+        let writes = self.sysctl_writes.given().into_iter().flatten();
         Observe {
+            sysctl_writes: writes.filter_map(|w| w.get_ref().build()).collect(),
             sysctls: self.sysctls.given().map(|s| strings(s)).unwrap_or_default(),
             commands: commands.map(|argv| argv.get_ref().clone()).collect(),
             paxtest: self.paxtest.given().copied().unwrap_or(false),
-            probe: self.probe.given().copied().unwrap_or(false),
+            probe: match self.probe.given().map(Spanned::get_ref) {
+                Some(RawProbe::Flag(on)) => *on,
+                Some(RawProbe::Checks(checks)) => !checks.is_empty(),
+                None => false,
+            },
+            probe_checks: match self.probe.given().map(Spanned::get_ref) {
+                Some(RawProbe::Checks(checks)) => checks.clone(),
+                _ => Vec::new(),
+            },
         }
     }
+}
+
+impl RawWrite {
+    /// The write as a case carries it; `None` if it has a problem.
+    fn build(&self) -> Option<SysctlWrite> {
+        let expect = match &self.expect {
+            Some(text) => text.parse().ok()?,
+            None => WriteExpectation::default(),
+        };
+        write_problem(self).is_none().then(|| SysctlWrite {
+            key: self.key.clone(),
+            value: self.value.0.clone(),
+            expect,
+        })
+    }
+}
+
+/// Why a sysctl write cannot be made, if it cannot.
+fn write_problem(write: &RawWrite) -> Option<String> {
+    let key = &write.key;
+    if !is_sysctl_key(key) {
+        return Some(format!("sysctl key {key:?} is not a dotted sysctl name"));
+    }
+    let value = &write.value.0;
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Some(format!(
+            "the value written to {key} contains a control character"
+        ));
+    }
+    if value.len() > MAX_WRITE_VALUE {
+        return Some(format!(
+            "the value written to {key} is {} bytes, over {MAX_WRITE_VALUE}",
+            value.len()
+        ));
+    }
+    let expect = write.expect.as_deref().map(str::parse::<WriteExpectation>);
+    expect
+        .and_then(Result::err)
+        .map(|why| format!("`expect` of {key}: {why}"))
+}
+
+/// The event patterns that read, without their places.
+fn patterns(field: &Field<Vec<Spanned<String>>>) -> Vec<EventPattern> {
+    let written = field.given().into_iter().flatten();
+    written.filter_map(|p| p.get_ref().parse().ok()).collect()
 }
 
 /// The values without their places.
@@ -1309,6 +1445,79 @@ mod tests {
     }
 
     #[test]
+    fn sysctl_writes_keep_their_order_and_expectations() {
+        let text = format!(
+            "{HEAD}[scenario.observe]\nsysctl_writes = [\n\
+             {{ key = \"kernel.yama.ptrace_scope\", value = 3 }},\n\
+             {{ key = \"kernel.yama.ptrace_scope\", value = \"1\", expect = \"refused\" }},\n\
+             {{ key = \"kernel.grsecurity.grsec_lock\", value = \"1\", \
+             expect = \"applied or absent\" }},\n]\n"
+        );
+        let cases = parse(&text).expect("valid");
+        let writes = &cases[0].observe.sysctl_writes;
+        let shown: Vec<String> = writes
+            .iter()
+            .map(|w| format!("{}={} {}", w.key, w.value, w.expect))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "kernel.yama.ptrace_scope=3 applied",
+                "kernel.yama.ptrace_scope=1 refused",
+                "kernel.grsecurity.grsec_lock=1 applied or absent",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_sysctl_writes_name_their_line() {
+        let bad = [
+            (
+                "{ key = \"../etc\", value = \"1\" }",
+                "not a dotted sysctl name",
+            ),
+            ("{ key = \"a.b\", value = \"1\\n2\" }", "control character"),
+            (
+                "{ key = \"a.b\", value = \"1\", expect = \"denied\" }",
+                "`expect` of a.b",
+            ),
+            (
+                "{ key = \"a.b\", value = \"1\", extra = 1 }",
+                "unknown field `extra`",
+            ),
+            ("{ key = \"a.b\", value = true }", "a string or an integer"),
+            ("{ value = \"1\" }", "missing field `key`"),
+        ];
+        for (entry, wanted) in bad {
+            let text = format!("{HEAD}[scenario.observe]\nsysctl_writes = [\n{entry},\n]\n");
+            let found = problems(&text);
+            assert_eq!(found.len(), 1, "{entry}: {found:?}");
+            assert!(found[0].message.contains(wanted), "{entry}: {found:?}");
+            assert_eq!(found[0].line, 6, "{entry}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn event_patterns_parse_and_unknown_kinds_name_their_line() {
+        let text = format!(
+            "{HEAD}[scenario.expect]\nevents = [\"pax-mode: UDEREF\"]\n\
+             no_events = [\"kernel-fault\", \"console: BUG\"]\n"
+        );
+        let cases = parse(&text).expect("valid");
+        let expect = &cases[0].expect;
+        assert_eq!(expect.events[0].to_string(), "pax-mode: UDEREF");
+        assert_eq!(expect.no_events.len(), 2);
+        let bad = text.replace("pax-mode: UDEREF", "pax: UDEREF");
+        let found = problems(&bad);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].line, 5);
+        assert!(
+            found[0].message.contains("event kind must be one of"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn valid_file_with_every_field() {
         let text = r#"
 [[scenario]]
@@ -1343,12 +1552,16 @@ paxtest = true
                 outcome: ExpectedOutcome::Panic,
                 message: Some("Requested init".to_string()),
                 sysctls: Default::default(),
+                events: Vec::new(),
+                no_events: Vec::new(),
             },
             observe: Observe {
+                sysctl_writes: Vec::new(),
                 sysctls: vec!["kernel.kptr_restrict".to_string()],
                 commands: vec![vec!["uname".to_string(), "-r".to_string()]],
                 paxtest: true,
                 probe: false,
+                probe_checks: Vec::new(),
             },
             timeout: Some(Duration::from_secs(90)),
         };

@@ -376,3 +376,20 @@ fn a_cold_cache_shared_by_two_runs_and_then_damaged_stays_sound() {
         "{said}"
     );
 }
+
+/// The README's `cargo run --release -- run` needs one binary to pick: the
+/// workspace's default members must hold vmgate and not vmgate-probe.
+#[test]
+fn cargo_run_at_the_top_level_means_vmgate() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(project())
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let members = metadata["workspace_default_members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert!(members[0].as_str().unwrap().contains("#vmgate@"), "{members:?}");
+}

@@ -12,10 +12,16 @@ use std::time::{Duration, Instant};
 
 /// Starts `vmgate run` on one scenario file with a private TMPDIR and reports.
 fn start(tmp: &Path, scenario: &str) -> Child {
+    start_scaled(tmp, scenario, 1.0)
+}
+
+/// Like [`start`], with every stage deadline multiplied by `scale`.
+fn start_scaled(tmp: &Path, scenario: &str, scale: f64) -> Child {
     let file = tmp.join("fault.toml");
     std::fs::write(&file, scenario).unwrap();
     Command::new(env!("CARGO_BIN_EXE_vmgate"))
         .current_dir(project())
+        .env("VMGATE_TIMEOUT_SCALE", scale.to_string())
         .env("TMPDIR", tmp)
         .env_remove("CI")
         .arg("run")
@@ -75,6 +81,32 @@ fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
     (code, report["cases"][0]["observation"].clone())
 }
 
+/// A guest command that announces itself on the console, then blocks.
+const OBSERVING: &str = "[scenario.observe]\ncommands = [[\"sh\", \"-c\", \
+    \"echo vmgate-fault: observing > /dev/console; sleep 600\"]]\n";
+
+/// The pid of the QEMU under `tmp` once its guest is running [`OBSERVING`]'s command.
+fn wait_for_observation(tmp: &Path) -> i32 {
+    let pid = wait_for_qemu(tmp, "");
+    let start = Instant::now();
+    while !serial_logs_under(tmp).contains("vmgate-fault: observing") {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the guest never ran the command"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pid
+}
+
+/// The serial logs of every run's temporary directory under `tmp`, joined.
+fn serial_logs_under(tmp: &Path) -> String {
+    let dirs = std::fs::read_dir(tmp).unwrap().flatten();
+    let logs = dirs.map(|dir| dir.path().join("serial.log"));
+    logs.filter_map(|log| std::fs::read_to_string(log).ok())
+        .collect()
+}
+
 fn signal(pid: i32, signal: i32) {
     // SAFETY: signalling a QEMU this test's vmgate started.
     unsafe { libc::kill(pid, signal) };
@@ -116,6 +148,40 @@ fn qemu_stopped_mid_boot_hangs_at_its_deadline_and_is_killed() {
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the deadline was not kept"
+    );
+}
+
+#[test]
+fn qemu_killed_mid_observation_is_a_qemu_error_with_the_command_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = start(tmp.path(), &format!("{BOOTS}{OBSERVING}"));
+    let pid = wait_for_observation(tmp.path());
+    signal(pid, libc::SIGKILL);
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(observation["outcome"], "qemu-error", "{observation}");
+    let message = observation["message"].as_str().unwrap_or_default();
+    assert!(message.contains("killed by a signal"), "{message}");
+    let command = &observation["commands"][0];
+    assert!(command["error"].is_string(), "{observation}");
+}
+
+#[test]
+fn qemu_stopped_mid_observation_hangs_in_that_command_and_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = start_scaled(tmp.path(), &format!("{BOOTS}{OBSERVING}"), 0.5);
+    let pid = wait_for_observation(tmp.path());
+    signal(pid, libc::SIGSTOP);
+    let started = Instant::now();
+    let (code, observation) = finish(child, tmp.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(observation["outcome"], "hang", "{observation}");
+    let stage = observation["stage"].as_str().unwrap_or_default();
+    assert!(stage.starts_with("command `sh -c"), "{stage}");
+    assert!(stage.contains("no answer in"), "{stage}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the command's deadline was not kept"
     );
 }
 

@@ -1,5 +1,6 @@
 //! Runs one check in a forked child, so that a crash, a hang or a stray write cannot
 //! take the probe down, and turns whatever the child did into exactly one JSON line.
+//! Within a check, runs an attempt the kernel may kill in a child of its own.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -18,6 +19,10 @@ const READ_SLICE: Duration = Duration::from_millis(50);
 
 /// How often the parent looks for the child's end once the pipe is closed.
 const EXIT_SLICE: Duration = Duration::from_millis(1);
+
+/// The status `run_forked` gives a child whose body panicked, as an uncaught panic ends a
+/// Rust program.
+const PANIC_STATUS: i32 = 101;
 
 /// How a check's child process ended.
 enum Ending {
@@ -60,10 +65,7 @@ pub fn run(check: &Check, ctx: &Context) -> String {
 /// pipe. A signal may end it sooner, which the parent reports.
 fn child(check: &Check, ctx: &Context, mut writer: File) -> ! {
     sys::own_group(0);
-    // The Rust runtime's handlers would turn some faults into an abort message.
-    sys::default_signal(libc::SIGSEGV);
-    sys::default_signal(libc::SIGBUS);
-    sys::disable_core_dumps();
+    let_faults_kill();
 
     let line = match panic::catch_unwind(|| (check.run)(ctx)) {
         Ok(Ok(line)) => line,
@@ -72,6 +74,31 @@ fn child(check: &Check, ctx: &Context, mut writer: File) -> ! {
     };
     let written = writer.write_all(format!("{line}\n").as_bytes());
     sys::exit_now(if written.is_ok() { 0 } else { 1 })
+}
+
+/// Runs `body` in a forked child of the calling process and waits for it: the status
+/// `body` returned, or the signal that killed it. A fault in `body` ends only that child,
+/// without a core file; a panic ends it with `PANIC_STATUS`.
+///
+/// A check calls it to try something the kernel may kill it for and still report the
+/// attempt among other fields of its record.
+pub fn run_forked(body: impl FnOnce() -> i32) -> Result<Exit, Errno> {
+    match sys::fork()? {
+        Fork::Child => {
+            let_faults_kill();
+            let ended = panic::catch_unwind(panic::AssertUnwindSafe(body));
+            sys::exit_now(ended.unwrap_or(PANIC_STATUS))
+        }
+        Fork::Parent(pid) => sys::wait(pid),
+    }
+}
+
+/// Gives SIGSEGV and SIGBUS their default action, which ends the process without a core
+/// file; the Rust runtime's handlers would turn some faults into an abort message.
+fn let_faults_kill() {
+    sys::default_signal(libc::SIGSEGV);
+    sys::default_signal(libc::SIGBUS);
+    sys::disable_core_dumps();
 }
 
 /// The parent's side: gather the child's output and end, then clean up after it.

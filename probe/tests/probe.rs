@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_vmgate-probe");
 
@@ -14,6 +14,7 @@ const LISTED: &[&str] = &[
     "wx-mprotect",
     "ptrace-nonchild",
     "modify-ldt",
+    "vsyscall",
     "aslr",
     "pax-flags",
     "kallsyms",
@@ -138,9 +139,33 @@ fn the_other_checks_report_their_fields() {
     }
 }
 
+/// Whatever mode this host's kernel is in, the record must name it and show what that
+/// mode does to the page, the read and the call.
+#[test]
+fn vsyscall_fields_agree_with_the_mode() {
+    let records = records(&["--only", "vsyscall"]);
+    let vsyscall = &records[0];
+    let mode = text(vsyscall, "mode");
+    let mut expected = match mode {
+        "emulate" => json!({"mapped": true, "perms": "r-xp", "read": "allowed",
+                            "call": "allowed", "time_plausible": true}),
+        "xonly" => json!({"mapped": true, "perms": "--xp", "read": "SIGSEGV",
+                          "call": "allowed", "time_plausible": true}),
+        "none" => json!({"mapped": false, "read": "SIGSEGV", "call": "SIGSEGV"}),
+        _ => panic!("no known mode in {vsyscall}"),
+    };
+    expected["check"] = json!("vsyscall");
+    expected["result"] = json!("ok");
+    expected["mode"] = json!(mode);
+    assert_eq!(vsyscall, &expected);
+}
+
 #[test]
 fn repeated_runs_print_the_same_records() {
-    let args = ["--only", "wx-mprotect,modify-ldt,pax-flags,identity"];
+    let args = [
+        "--only",
+        "wx-mprotect,modify-ldt,vsyscall,pax-flags,identity",
+    ];
     assert_eq!(probe(&args).stdout, probe(&args).stdout);
 }
 

@@ -7,6 +7,7 @@ mod ldt;
 mod process_info;
 mod ptrace;
 mod selftest;
+mod vsyscall;
 mod wx;
 
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub const CHECKS: &[Check] = &[
     listed("wx-mprotect", SHORT, wx::run),
     listed("ptrace-nonchild", SHORT, ptrace::run),
     listed("modify-ldt", SHORT, ldt::run),
+    listed("vsyscall", SHORT, vsyscall::run),
     listed("aslr", LONG, aslr::run),
     listed("pax-flags", SHORT, process_info::pax_flags),
     listed("kallsyms", SHORT, kernel_info::kallsyms),
@@ -138,7 +140,7 @@ mod tests {
     #[test]
     fn hidden_checks_run_only_when_named() {
         let all = selected(None);
-        assert_eq!(all.len(), 11);
+        assert_eq!(all.len(), 12);
         assert!(!all.contains(&"crash-test"));
         assert!(!all.contains(&"hang-test"));
         assert!(!names(false).contains(&"crash-test"));
