@@ -51,6 +51,9 @@ impl StepVerdict {
                 Verdict::Skip(reason) => {
                     return StepVerdict::Untestable(format!("{}: {reason}", result.case.name))
                 }
+                Verdict::Interrupted(reason) => {
+                    return StepVerdict::Abort(format!("{}: {reason}", result.case.name))
+                }
                 Verdict::Fail(reasons) => {
                     bad.push(format!("{}: {}", result.case.name, reasons.join("; ")))
                 }

@@ -73,6 +73,9 @@ pub enum Error {
     /// The user interrupted the run.
     #[error("interrupted")]
     Interrupted,
+    /// A signal stopped the run before any case started.
+    #[error("interrupted by {0} before any case started")]
+    InterruptedEarly(&'static str),
 }
 
 impl Error {

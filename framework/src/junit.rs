@@ -28,6 +28,12 @@ pub fn render(report: &RunReport) -> String {
                 status.set_message(reason.as_str());
                 status
             }
+            Verdict::Interrupted(reason) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status.set_message(reason.as_str());
+                status.set_type("interrupted");
+                status
+            }
         };
         if let Some(detail) = result.observation.outcome.detail() {
             status.set_description(detail);
@@ -63,7 +69,8 @@ mod tests {
     fn report() -> RunReport {
         let text = "[[scenario]]\nname = \"a\"\ndescription = \"d\"\n\
                     [[scenario]]\nname = \"b\"\ndescription = \"d\"\n\
-                    [[scenario]]\nname = \"c\"\ndescription = \"d\"\n";
+                    [[scenario]]\nname = \"c\"\ndescription = \"d\"\n\
+                    [[scenario]]\nname = \"e\"\ndescription = \"d\"\n";
         let cases = crate::scenario::parse_str(Path::new("s.toml"), text).unwrap();
         let context = RunContext {
             host: Host {
@@ -106,6 +113,12 @@ mod tests {
                 Verdict::Fail(vec!["expected booted, got panic".into()]),
             ),
             (skip, Verdict::Skip("guest CPU lacks pcid".into())),
+            (
+                BootOutcome::Interrupted {
+                    reason: "interrupted by SIGINT while it ran".into(),
+                },
+                Verdict::Interrupted("interrupted by SIGINT while it ran".into()),
+            ),
         ];
         let results = cases
             .into_iter()
@@ -120,7 +133,11 @@ mod tests {
                 seconds: 1.5,
             })
             .collect();
-        RunReport { context, results }
+        RunReport {
+            context,
+            results,
+            interrupted: Some("SIGINT".into()),
+        }
     }
 
     #[test]
@@ -129,7 +146,7 @@ mod tests {
         let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
         let suite = &suites.suites[0];
         let cases = &suite.cases;
-        assert_eq!(cases.len(), 3, "{xml}");
+        assert_eq!(cases.len(), 4, "{xml}");
         assert!(cases[0].status.is_success());
         assert!(cases[1].status.is_failure());
         let failure = cases[1].status.failure_as_ref();
@@ -141,6 +158,10 @@ mod tests {
             .as_deref()
             .unwrap_or_default()
             .contains("Linux version"));
-        assert_eq!((suite.tests, suite.failures, suite.skipped), (3, 1, 1));
+        assert!(cases[3].status.is_error(), "{xml}");
+        let error = cases[3].status.error_as_ref();
+        assert_eq!(error.message, "interrupted by SIGINT while it ran");
+        assert_eq!((suite.tests, suite.failures, suite.skipped), (4, 1, 1));
+        assert_eq!(suite.errors, 1);
     }
 }

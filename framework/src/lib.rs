@@ -21,6 +21,7 @@ pub mod guest_probe;
 pub mod host;
 pub mod image;
 pub mod initramfs;
+pub mod interrupt;
 pub mod junit;
 pub mod kernel;
 pub mod kernel_log;

@@ -202,7 +202,7 @@ fn main() -> ExitCode {
             Command::BisectStep(args) => bisect_step(*args).await,
             Command::Bisect(args) => interruptible(bisect(*args)).await,
             Command::Repro(args) => repro(*args).await,
-            Command::Run(args) => interruptible(run(*args)).await,
+            Command::Run(args) => run(*args).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -287,8 +287,14 @@ fn run_options(args: &RunArgs) -> RunOptions {
     }
 }
 
+/// `vmgate run`. A signal stops the cases still running (their VMs die with
+/// them) and the report of what finished is still written.
 async fn run(args: RunArgs) -> ExitCode {
-    let options = run_options(&args);
+    let mut options = run_options(&args);
+    options.interrupt = match vmgate::interrupt::Interrupt::on_signals() {
+        Ok(interrupt) => interrupt,
+        Err(e) => return fail(&Error::io("signal handlers", e)),
+    };
     let report = match run::run(&options).await {
         Ok(report) => report,
         Err(e) => return fail(&e),
@@ -303,6 +309,10 @@ async fn run(args: RunArgs) -> ExitCode {
     }
     if let Some(path) = &args.json {
         write_report(path, &vmgate::report::json(&report));
+    }
+    if let Some(by) = &report.interrupted {
+        eprintln!("error: interrupted by {by}; the report covers the cases that finished");
+        return exit(ExitStatus::Infrastructure);
     }
     let failed = report
         .results

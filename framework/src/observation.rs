@@ -44,6 +44,17 @@ pub enum BootOutcome {
         /// What showed it: a QMP event or a second banner.
         evidence: String,
     },
+    /// The guest vmgate built could not come up: the kernel could not unpack
+    /// the initramfs, or the guest's init reported a setup step that failed.
+    SetupFailed {
+        /// What failed, in the kernel's or init's words.
+        message: String,
+    },
+    /// The run was stopped (SIGINT, SIGTERM) before the case finished.
+    Interrupted {
+        /// What stopped it, and whether the case had started.
+        reason: String,
+    },
     /// A requirement was not met, so the case did not boot.
     Skipped {
         /// The unmet requirement.
@@ -62,6 +73,8 @@ impl BootOutcome {
             BootOutcome::QemuError { .. } => "qemu-error",
             BootOutcome::SshUnreachable { .. } => "ssh-unreachable",
             BootOutcome::UnexpectedReboot { .. } => "unexpected-reboot",
+            BootOutcome::SetupFailed { .. } => "setup-failed",
+            BootOutcome::Interrupted { .. } => "interrupted",
             BootOutcome::Skipped { .. } => "skipped",
         }
     }
@@ -72,10 +85,12 @@ impl BootOutcome {
             BootOutcome::Booted => None,
             BootOutcome::Panic { line } | BootOutcome::Oops { line } => Some(line),
             BootOutcome::Hang { stage } => Some(stage),
-            BootOutcome::QemuError { message } => Some(message),
+            BootOutcome::QemuError { message } | BootOutcome::SetupFailed { message } => {
+                Some(message)
+            }
             BootOutcome::SshUnreachable { error } => Some(error),
             BootOutcome::UnexpectedReboot { evidence } => Some(evidence),
-            BootOutcome::Skipped { reason } => Some(reason),
+            BootOutcome::Interrupted { reason } | BootOutcome::Skipped { reason } => Some(reason),
         }
     }
 }

@@ -26,11 +26,7 @@ pub fn summary(report: &RunReport) -> String {
         "case", "outcome", "verdict", "seconds"
     );
     for result in &report.results {
-        let verdict = match &result.verdict {
-            Verdict::Pass => "pass",
-            Verdict::Fail(_) => "FAIL",
-            Verdict::Skip(_) => "skip",
-        };
+        let verdict = crate::run::verdict_word(result);
         let _ = writeln!(
             out,
             "{:<width$}  {:<17}  {:<7}  {:>7.1}",
@@ -50,6 +46,13 @@ pub fn summary(report: &RunReport) -> String {
         report.context.host.accel,
         report.context.host.accel_reason
     );
+    if let Some(by) = &report.interrupted {
+        let stopped = count(|v| matches!(v, Verdict::Interrupted(_)));
+        let _ = writeln!(
+            out,
+            "interrupted by {by}: {stopped} case(s) did not finish; this report is partial"
+        );
+    }
     out
 }
 
@@ -70,6 +73,9 @@ pub fn explanations(report: &RunReport) -> String {
             Verdict::Pass => {}
             Verdict::Skip(reason) => {
                 let _ = writeln!(out, "skipped {}: {reason}", result.case.name);
+            }
+            Verdict::Interrupted(reason) => {
+                let _ = writeln!(out, "{}: {reason}", result.case.name);
             }
             Verdict::Fail(reasons) => out.push_str(&failure(report, result, reasons)),
         }
@@ -210,6 +216,7 @@ pub fn json(report: &RunReport) -> String {
         "kernel": report.context.kernel.release,
         "label": report.context.kernel.label,
         "host": report.context.host,
+        "interrupted": report.interrupted,
         "cases": cases,
     });
     serde_json::to_string_pretty(&document).unwrap_or_default()

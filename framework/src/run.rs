@@ -7,6 +7,7 @@ use crate::guest_probe;
 use crate::host::{self, AccelChoice};
 use crate::image;
 use crate::initramfs::Archive;
+use crate::interrupt::Interrupt;
 use crate::kernel::Kernel;
 use crate::machine::ssh::ClientKey;
 use crate::modules::{self, ModuleTree};
@@ -15,7 +16,7 @@ use crate::runner::{self, CaseResult, RunContext};
 use crate::scenario::{self, Case};
 use crate::shard::Shard;
 use crate::snapshot::SnapshotPolicy;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::info;
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub timeout_scale: f64,
     /// Show a live display on the terminal.
     pub progress: bool,
+    /// Stops the run early; the cases that finished are still reported.
+    pub interrupt: Interrupt,
 }
 
 impl RunOptions {
@@ -85,6 +88,7 @@ impl RunOptions {
             repeat: 1,
             timeout_scale: 1.0,
             progress: false,
+            interrupt: Interrupt::new(),
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct RunReport {
     pub context: RunContext,
     /// Every case's result, in scenario order.
     pub results: Vec<CaseResult>,
+    /// What stopped the run early, if something did (`SIGINT`, `SIGTERM`).
+    pub interrupted: Option<String>,
 }
 
 /// Loads, filters and shards the cases; every problem is reported before any
@@ -143,7 +149,13 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
     info!(kernel = %kernel.path.display(), release = %kernel.release, cases = cases.len(), "run");
     let mut options = options.clone();
     options.wants_probe = cases.iter().any(|case| case.observe.probe);
-    let (run_dir, context) = prepare(&options, kernel).await?;
+    let (run_dir, context) = tokio::select! {
+        biased;
+        by = options.interrupt.wait() => {
+            return Err(Error::InterruptedEarly(by))
+        }
+        prepared = prepare(&options, kernel) => prepared?,
+    };
     check_cpu_flags(&cases, &context.host)?;
     let jobs = options
         .jobs
@@ -159,12 +171,20 @@ pub async fn run(options: &RunOptions) -> Result<RunReport> {
         repeat: options.repeat.max(1),
         timings: &timings,
         progress: &progress,
+        interrupt: &options.interrupt,
     };
     let results = run_cases(&context, cases, plan).await;
     progress.clear();
-    timings.save(&results);
+    let interrupted = options.interrupt.requested().map(str::to_string);
+    if interrupted.is_none() {
+        timings.save(&results);
+    }
     drop(run_dir);
-    Ok(RunReport { context, results })
+    Ok(RunReport {
+        context,
+        results,
+        interrupted,
+    })
 }
 
 /// A required CPU flag QEMU has never heard of is a typo, not a reason to skip
@@ -255,6 +275,7 @@ struct Plan<'a> {
     repeat: u32,
     timings: &'a Timings,
     progress: &'a Progress,
+    interrupt: &'a Interrupt,
 }
 
 async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Vec<CaseResult> {
@@ -263,13 +284,15 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
     let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
     let expected = |case: &Case| plan.timings.expected(&case.name);
     ordered.sort_by(|a, b| expected(&b.1).total_cmp(&expected(&a.1)));
+    let started = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let mut boots = futures::stream::FuturesUnordered::new();
-    for (index, case) in ordered {
+    for (index, case) in ordered.iter().cloned() {
         for _ in 0..plan.repeat {
             let (context, slots, case) = (context.clone(), slots.clone(), case.clone());
-            let progress = plan.progress;
+            let (progress, started) = (plan.progress, started.clone());
             boots.push(async move {
                 let _slot = slots.acquire_owned().await;
+                started.lock().map(|mut s| s.insert(index)).ok();
                 progress.started(&case.name);
                 let result = runner::run_case(&context, case).await;
                 progress.finished(&result.case.name, verdict_word(&result));
@@ -278,17 +301,45 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
         }
     }
     let mut by_case: BTreeMap<usize, Vec<CaseResult>> = BTreeMap::new();
-    while let Some((index, result)) = futures::StreamExt::next(&mut boots).await {
-        by_case.entry(index).or_default().push(result);
+    let stopped_by = loop {
+        tokio::select! {
+            biased;
+            by = plan.interrupt.wait() => break Some(by),
+            next = futures::StreamExt::next(&mut boots) => match next {
+                Some((index, result)) => by_case.entry(index).or_default().push(result),
+                None => break None,
+            },
+        }
+    };
+    // Dropping the boots still running kills their VMs.
+    drop(boots);
+    let mut results: BTreeMap<usize, CaseResult> = by_case
+        .into_iter()
+        .filter(|(_, runs)| stopped_by.is_none() || runs.len() == plan.repeat as usize)
+        .filter_map(|(index, runs)| Some((index, agree(runs)?)))
+        .collect();
+    if let Some(by) = stopped_by {
+        let started = started.lock().map(|s| s.clone()).unwrap_or_default();
+        for (index, case) in ordered {
+            if !results.contains_key(&index) {
+                let reason = match started.contains(&index) {
+                    true => format!("interrupted by {by} while it ran"),
+                    false => format!("not started: the run was interrupted by {by}"),
+                };
+                results.insert(index, runner::interrupted(&context, case, reason));
+            }
+        }
     }
-    by_case.into_values().filter_map(agree).collect()
+    results.into_values().collect()
 }
 
-fn verdict_word(result: &CaseResult) -> &'static str {
+/// The verdict as the summary table and the progress line show it.
+pub fn verdict_word(result: &CaseResult) -> &'static str {
     match result.verdict {
         runner::Verdict::Pass => "pass",
         runner::Verdict::Fail(_) => "FAIL",
         runner::Verdict::Skip(_) => "skip",
+        runner::Verdict::Interrupted(_) => "INTR",
     }
 }
 

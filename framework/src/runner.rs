@@ -50,6 +50,8 @@ pub enum Verdict {
     Fail(Vec<String>),
     /// Why the case did not run.
     Skip(String),
+    /// The run stopped before the case finished: why.
+    Interrupted(String),
 }
 
 /// One case's result.
@@ -147,6 +149,17 @@ fn unmet_requirement(ctx: &RunContext, case: &Case) -> Option<String> {
         ctx.host.accel,
         missing.join(", ")
     ))
+}
+
+/// The result of a case the run stopped before it finished.
+pub fn interrupted(ctx: &RunContext, case: Case, reason: String) -> CaseResult {
+    let outcome = BootOutcome::Interrupted {
+        reason: reason.clone(),
+    };
+    let mut result = skipped(ctx, case, String::new());
+    result.observation.outcome = outcome;
+    result.verdict = Verdict::Interrupted(reason);
+    result
 }
 
 fn skipped(ctx: &RunContext, case: Case, reason: String) -> CaseResult {

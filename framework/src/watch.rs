@@ -1,6 +1,7 @@
 //! Watching a running machine: folding console lines and QMP events into what
-//! the boot has shown, and classifying how it ended by precedence
-//! (panic, then unexpected reboot, then QEMU error, then hang).
+//! the boot has shown, and classifying how it ended by precedence (a guest
+//! that could not be set up, then panic, then unexpected reboot, then QEMU
+//! error, then hang).
 
 use crate::console::{ConsoleEvent, ConsoleSummary};
 use crate::kernel_log::{KernelEvent, KernelLog};
@@ -32,6 +33,9 @@ pub struct BootWatch {
     pub ready_after: Option<Duration>,
     /// The guest's init said it has no network device, so SSH cannot work.
     pub no_network: Option<String>,
+    /// The kernel could not unpack the initramfs, or init said a setup step
+    /// failed: the guest is not the one the case asked for.
+    pub setup_failed: Option<String>,
     /// PaX, grsecurity and fault events from the console, at most [`EVENT_LIMIT`].
     pub events: Vec<KernelEvent>,
     kernel_log: KernelLog,
@@ -72,6 +76,9 @@ impl BootWatch {
                 if let Some(why) = line.strip_prefix("vmgate: no network device: ") {
                     self.no_network = Some(format!("the guest has no network device: {why}"));
                 }
+                if let Some(failure) = setup_failure(crate::console::message(&line)) {
+                    self.setup_failed.get_or_insert(failure);
+                }
                 let events = self.kernel_log.push(crate::console::message(&line));
                 self.keep(events);
             }
@@ -108,6 +115,7 @@ impl BootWatch {
     /// Whether something already decides the outcome, whatever comes next.
     pub fn fatal(&self) -> bool {
         self.console.panic.is_some()
+            || self.setup_failed.is_some()
             || self.guest_panicked
             || self.reset.is_some()
             || self.console.rebooted
@@ -191,6 +199,10 @@ impl BootWatch {
 
     /// The outcome of a boot that did not get to `goal`, by precedence.
     pub fn ended(&self, machine: &Machine, goal: &str) -> BootOutcome {
+        if let Some(message) = &self.setup_failed {
+            let message = message.clone();
+            return BootOutcome::SetupFailed { message };
+        }
         if let Some(line) = &self.console.panic {
             return BootOutcome::Panic { line: line.clone() };
         }
@@ -216,6 +228,19 @@ impl BootWatch {
             stage: format!("{} (waiting for the {goal})", self.stage()),
         }
     }
+}
+
+/// A console message saying the guest cannot be the one vmgate built: the
+/// kernel could not unpack the initramfs, or init could not set something up.
+fn setup_failure(message: &str) -> Option<String> {
+    if let Some(why) = message.strip_prefix("Initramfs unpacking failed:") {
+        return Some(format!(
+            "the kernel could not unpack the initramfs: {}",
+            why.trim()
+        ));
+    }
+    let why = message.strip_prefix("vmgate: setup failed:")?;
+    Some(format!("the guest's init failed: {}", why.trim()))
 }
 
 fn qemu_message(code: Option<i32>, stderr: &str) -> String {
@@ -265,6 +290,30 @@ mod tests {
             watch.fatal(),
             "a later success marker must not hide the reboot"
         );
+    }
+
+    #[test]
+    fn an_initramfs_the_kernel_cannot_unpack_ends_the_boot_at_once() {
+        let mut watch = BootWatch::new();
+        lines(
+            &mut watch,
+            &["[    0.912345] Initramfs unpacking failed: invalid magic at start of compressed"],
+        );
+        assert!(watch.fatal());
+        let said = watch.setup_failed.as_deref().unwrap_or_default();
+        assert_eq!(
+            said,
+            "the kernel could not unpack the initramfs: invalid magic at start of compressed"
+        );
+        let mut watch = BootWatch::new();
+        lines(
+            &mut watch,
+            &["vmgate: setup failed: dropbear did not start"],
+        );
+        assert!(watch.fatal());
+        lines(&mut watch, &["Initramfs unpacking failed: later"]);
+        let said = watch.setup_failed.as_deref().unwrap_or_default();
+        assert_eq!(said, "the guest's init failed: dropbear did not start");
     }
 
     #[test]

@@ -170,47 +170,45 @@ fn an_edited_snapshot_fails_the_run_with_a_diff() {
     assert!(qemus_under(tmp.path()).is_empty(), "QEMU left running");
 }
 
-/// Signals vmgate once its QEMU runs; vmgate must exit 2 with every QEMU gone
-/// within 5 seconds and its temporary directories removed.
+/// Signals vmgate (one VM at a time, three cases) once the first case has
+/// finished and the second one's QEMU runs: vmgate must exit 2 with every QEMU
+/// gone within 5 seconds, its temporary directories removed, and a partial
+/// report naming the finished, the interrupted and the unstarted case.
 fn signal_mid_run(signal: i32) {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = vmgate(tmp.path())
-        .args([
-            "run",
-            "--filter",
-            "pax_size",
-            "--accel",
-            "tcg",
-            "--snapshots",
-        ])
+        .env_remove("CI")
+        .args(["run", "-j", "1", "--accel", "tcg", "--filter"])
+        .arg("pax_size,pax_nouderef,missing_init")
+        .arg("--snapshots")
         .arg(tmp.path().join("snapshots"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .arg("--json")
+        .arg(tmp.path().join("report.json"))
+        .arg("--junit")
+        .arg(tmp.path().join("junit.xml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let finished = first_case_done(&mut child);
     let start = Instant::now();
     while qemus_under(tmp.path()).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "QEMU never started"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "vmgate ended before booting"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(120), "no second QEMU");
+        std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
     let signalled = Instant::now();
-    assert_eq!(child.wait().unwrap().code(), Some(2));
-    while !qemus_under(tmp.path()).is_empty() {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "QEMU outlived the signal"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "vmgate took too long"
+    );
+    assert!(
+        qemus_under(tmp.path()).is_empty(),
+        "QEMU outlived the signal"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .flatten()
@@ -218,15 +216,61 @@ fn signal_mid_run(signal: i32) {
         .filter(|n| n.to_string_lossy().starts_with("vmgate-"))
         .collect();
     assert!(left.is_empty(), "temporary directories left: {left:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("this report is partial"), "{stdout}");
+    assert_partial_report(tmp.path(), &finished);
+}
+
+/// Reads vmgate's log until a case is done; returns its name. The rest of
+/// the log is drained by a thread so vmgate never blocks on it.
+fn first_case_done(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let finished = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let done = line.contains("case done");
+            let name = line.split("case{case=").nth(1)?.split_whitespace().next();
+            done.then(|| name.map(str::to_string)).flatten()
+        })
+        .expect("no case finished");
+    std::thread::spawn(move || lines.for_each(drop));
+    finished
+}
+
+/// The JSON and JUnit reports of an interrupted run: the finished case with
+/// its verdict, the running one interrupted, the last one not started.
+fn assert_partial_report(tmp: &Path, finished: &str) {
+    let json = std::fs::read_to_string(tmp.join("report.json")).expect("JSON report");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(report["interrupted"].is_string(), "{report}");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "{report}");
+    let reason = |case: &serde_json::Value| case["verdict"]["reasons"].to_string();
+    let mut reasons: Vec<String> = cases.iter().map(reason).collect();
+    reasons.sort();
+    let done = cases.iter().find(|c| c["case"] == finished).unwrap();
+    assert_eq!(done["verdict"]["verdict"], "pass", "{done}");
+    assert!(
+        reasons.iter().any(|r| r.contains("while it ran")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not started")),
+        "{reasons:?}"
+    );
+    let junit = std::fs::read_to_string(tmp.join("junit.xml")).expect("JUnit report");
+    assert!(junit.contains("errors=\"2\""), "{junit}");
 }
 
 #[test]
-fn ctrl_c_mid_run_leaves_no_qemu_behind() {
+fn ctrl_c_mid_run_leaves_no_qemu_behind_and_a_partial_report() {
     signal_mid_run(libc::SIGINT);
 }
 
 #[test]
-fn sigterm_mid_run_leaves_no_qemu_behind() {
+fn sigterm_mid_run_leaves_no_qemu_behind_and_a_partial_report() {
     signal_mid_run(libc::SIGTERM);
 }
 
@@ -384,12 +428,21 @@ fn cargo_run_at_the_top_level_means_vmgate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(project())
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let members = metadata["workspace_default_members"].as_array().unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
-    assert!(members[0].as_str().unwrap().contains("#vmgate@"), "{members:?}");
+    assert!(
+        members[0].as_str().unwrap().contains("#vmgate@"),
+        "{members:?}"
+    );
 }

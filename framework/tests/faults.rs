@@ -250,3 +250,40 @@ async fn a_taken_forward_port_names_the_collision() {
         "it must not wait for QMP"
     );
 }
+
+#[tokio::test]
+async fn a_corrupt_initramfs_ends_the_boot_at_once_naming_the_unpacking_error() {
+    use vmgate::host::AccelChoice;
+    use vmgate::run::{self, RunOptions};
+
+    let scratch = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        accel: AccelChoice::Tcg,
+        snapshots: scratch.path().to_path_buf(),
+        ..RunOptions::for_project(&project())
+    };
+    let kernel =
+        vmgate::kernel::Kernel::default_kernel(&vmgate::cache::Cache::from_env().unwrap()).unwrap();
+    let (_dir, context) = run::prepare(&options, kernel).await.unwrap();
+    let mut bytes = std::fs::read(&context.initrd).unwrap();
+    let middle = bytes.len() / 3;
+    for byte in &mut bytes[middle..middle + 4096] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&context.initrd, bytes).unwrap();
+    let cases = run::load_cases(&options.scenarios, Some("pax_nouderef"), None).unwrap();
+    let case = cases.into_iter().next().unwrap();
+    let started = Instant::now();
+    let result = vmgate::runner::run_case(&context, case).await;
+    let observation = serde_json::to_value(&result.observation).unwrap();
+    assert_eq!(observation["outcome"], "setup-failed", "{observation}");
+    let message = observation["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the kernel could not unpack the initramfs: "),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it waited for a deadline"
+    );
+}
