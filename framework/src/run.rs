@@ -321,13 +321,13 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
     if let Some(by) = stopped_by {
         let started = started.lock().map(|s| s.clone()).unwrap_or_default();
         for (index, case) in ordered {
-            if !results.contains_key(&index) {
-                let reason = match started.contains(&index) {
-                    true => format!("interrupted by {by} while it ran"),
-                    false => format!("not started: the run was interrupted by {by}"),
-                };
-                results.insert(index, runner::interrupted(&context, case, reason));
-            }
+            let reason = match started.contains(&index) {
+                true => format!("interrupted by {by} while it ran"),
+                false => format!("not started: the run was interrupted by {by}"),
+            };
+            results
+                .entry(index)
+                .or_insert_with(|| runner::interrupted(&context, case, reason));
         }
     }
     results.into_values().collect()
