@@ -11,6 +11,7 @@
 pub mod accel;
 pub mod bisect;
 pub mod bisect_run;
+pub mod boot_group;
 pub mod cache;
 pub mod console;
 pub mod debian;

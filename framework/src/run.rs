@@ -281,22 +281,34 @@ struct Plan<'a> {
 async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Vec<CaseResult> {
     let context = Arc::new(context.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(plan.jobs));
-    let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
-    let expected = |case: &Case| plan.timings.expected(&case.name);
-    ordered.sort_by(|a, b| expected(&b.1).total_cmp(&expected(&a.1)));
-    let started = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let expected = |group: &[usize]| -> f64 {
+        let each = group.iter().map(|&i| plan.timings.expected(&cases[i].name));
+        each.fold(0.0, |sum, seconds| sum + seconds.min(f64::MAX / 64.0))
+    };
+    let mut groups = crate::boot_group::groups(&cases);
+    groups.sort_by(|a, b| expected(b).total_cmp(&expected(a)));
+    let started = Arc::new(std::sync::Mutex::new(BTreeSet::<usize>::new()));
     let mut boots = futures::stream::FuturesUnordered::new();
-    for (index, case) in ordered.iter().cloned() {
+    for group in &groups {
         for _ in 0..plan.repeat {
-            let (context, slots, case) = (context.clone(), slots.clone(), case.clone());
+            let members: Vec<Case> = group.iter().map(|&i| cases[i].clone()).collect();
+            let (context, slots, group) = (context.clone(), slots.clone(), group.clone());
             let (progress, started) = (plan.progress, started.clone());
             boots.push(async move {
                 let _slot = slots.acquire_owned().await;
-                started.lock().map(|mut s| s.insert(index)).ok();
-                progress.started(&case.name);
-                let result = runner::run_case(&context, case).await;
-                progress.finished(&result.case.name, verdict_word(&result));
-                (index, result)
+                started.lock().map(|mut s| s.extend(&group)).ok();
+                for case in &members {
+                    progress.started(&case.name);
+                }
+                let names: Vec<String> = members.iter().map(|c| c.name.clone()).collect();
+                let results = runner::run_group(&context, members).await;
+                let mut indexed = Vec::new();
+                for result in results {
+                    progress.finished(&result.case.name, verdict_word(&result));
+                    let at = names.iter().position(|name| *name == result.case.name);
+                    indexed.extend(at.map(|at| (group[at], result)));
+                }
+                indexed
             });
         }
     }
@@ -306,7 +318,11 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
             biased;
             by = plan.interrupt.wait() => break Some(by),
             next = futures::StreamExt::next(&mut boots) => match next {
-                Some((index, result)) => by_case.entry(index).or_default().push(result),
+                Some(indexed) => {
+                    for (index, result) in indexed {
+                        by_case.entry(index).or_default().push(result);
+                    }
+                }
                 None => break None,
             },
         }
@@ -320,7 +336,7 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
         .collect();
     if let Some(by) = stopped_by {
         let started = started.lock().map(|s| s.clone()).unwrap_or_default();
-        for (index, case) in ordered {
+        for (index, case) in cases.into_iter().enumerate() {
             let reason = match started.contains(&index) {
                 true => format!("interrupted by {by} while it ran"),
                 false => format!("not started: the run was interrupted by {by}"),

@@ -109,7 +109,7 @@ pub async fn run_case(ctx: &RunContext, case: Case) -> CaseResult {
         let start = Instant::now();
         let mut result = match unmet_requirement(ctx, &case) {
             Some(reason) => skipped(ctx, case, reason),
-            None => boot_and_judge(ctx, case).await,
+            None => alone(ctx, case).await,
         };
         result.seconds = start.elapsed().as_secs_f64();
         let outcome = &result.observation.outcome;
@@ -118,6 +118,57 @@ pub async fn run_case(ctx: &RunContext, case: Case) -> CaseResult {
     }
     .instrument(span)
     .await
+}
+
+/// One case on its own boot.
+async fn alone(ctx: &RunContext, case: Case) -> CaseResult {
+    let (mut results, mut unserved) = boot_and_judge(ctx, vec![case]).await;
+    match (results.pop(), unserved.pop()) {
+        (Some(result), _) => result,
+        (None, Some(case)) => infra_failure(ctx, case, "the boot gave no observation".into()),
+        (None, None) => unreachable!("a case is either judged or given back"),
+    }
+}
+
+/// Runs cases that share a kernel command line (see [`crate::boot_group`])
+/// on one boot, each judged on its own; a group of one is [`run_case`].
+/// Cases the shared guest could not serve, because an earlier case left it
+/// unusable, boot again on their own.
+pub async fn run_group(ctx: &RunContext, cases: Vec<Case>) -> Vec<CaseResult> {
+    if cases.len() < 2 {
+        return futures::future::join_all(cases.into_iter().map(|c| run_case(ctx, c))).await;
+    }
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let span = info_span!("case", case = %names.join("+"), kernel = %ctx.kernel.label);
+    let start = Instant::now();
+    let (mut results, unserved) = async {
+        match unmet_requirement(ctx, &cases[0]) {
+            Some(reason) => {
+                let skips = cases.into_iter().map(|c| skipped(ctx, c, reason.clone()));
+                (skips.collect(), Vec::new())
+            }
+            None => boot_and_judge(ctx, cases).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    let share = start.elapsed().as_secs_f64() / results.len().max(1) as f64;
+    for result in &mut results {
+        result.seconds = share;
+        let outcome = result.observation.outcome.kind();
+        info!(case = %result.case.name, outcome, verdict = ?result.verdict, seconds = share, "case done");
+    }
+    if !unserved.is_empty() {
+        let names: Vec<&str> = unserved.iter().map(|c| c.name.as_str()).collect();
+        warn!(
+            "the shared boot ended early; booting them alone: {}",
+            names.join(", ")
+        );
+    }
+    for case in unserved {
+        results.push(run_case(ctx, case).await);
+    }
+    results
 }
 
 fn unmet_requirement(ctx: &RunContext, case: &Case) -> Option<String> {
@@ -179,22 +230,40 @@ fn skipped(ctx: &RunContext, case: Case, reason: String) -> CaseResult {
     }
 }
 
-async fn boot_and_judge(ctx: &RunContext, case: Case) -> CaseResult {
+/// Boots once for `cases` and judges each; gives the cases the boot could
+/// not serve (an earlier case left the guest unusable) back to boot alone.
+async fn boot_and_judge(ctx: &RunContext, cases: Vec<Case>) -> (Vec<CaseResult>, Vec<Case>) {
     let dir = match crate::host::private_dir() {
         Ok(dir) => dir,
-        Err(e) => return infra_failure(ctx, case, format!("temporary directory: {e}")),
+        Err(e) => {
+            let message = format!("temporary directory: {e}");
+            let failed = cases
+                .into_iter()
+                .map(|c| infra_failure(ctx, c, message.clone()));
+            return (failed.collect(), Vec::new());
+        }
     };
     let serial_log = dir.path().join("serial.log");
     let launched = tokio::time::Instant::now();
-    let (observation, argv) = match start_machine(ctx, &case, dir.path()).await {
+    let (served, argv) = match start_machine(ctx, &cases[0], dir.path()).await {
         Ok(machine) => {
             let argv = machine.argv().to_vec();
-            (observe(ctx, &case, machine, launched).await, argv)
+            (observe(ctx, &cases, machine, launched).await, argv)
         }
-        Err((argv, outcome)) => (not_booted(ctx, outcome), argv),
+        Err((argv, outcome)) => (Served::Boot(Box::new(not_booted(ctx, outcome))), argv),
     };
     let serial = std::fs::read(&serial_log).unwrap_or_default();
-    judge(ctx, case, observation, argv, serial)
+    let observations = match served {
+        Served::Boot(observation) => vec![*observation; cases.len()],
+        Served::Cases(observations) => observations,
+    };
+    let mut cases = cases.into_iter();
+    let results = observations
+        .into_iter()
+        .zip(cases.by_ref())
+        .map(|(observation, case)| judge(ctx, case, observation, argv.clone(), serial.clone()))
+        .collect();
+    (results, cases.collect())
 }
 
 fn not_booted(ctx: &RunContext, outcome: BootOutcome) -> Observation {
@@ -264,98 +333,215 @@ fn qemu_error(message: String) -> BootOutcome {
     BootOutcome::QemuError { message }
 }
 
-/// Boots to readiness, reads what the case asks for, and shuts the machine down.
+/// Where a case's part of a boot starts in the watch's event and oops lists.
+/// A case gets what the boot showed before readiness and what came during
+/// its own observation; the last case served also gets what came after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mark {
+    events: usize,
+    oopses: usize,
+}
+
+impl Mark {
+    fn now(watch: &BootWatch) -> Mark {
+        Mark {
+            events: watch.events.len(),
+            oopses: watch.console.oopses.len(),
+        }
+    }
+}
+
+/// What one boot gave its cases.
+enum Served {
+    /// The boot ended before any case was observed: this is every case's.
+    Boot(Box<Observation>),
+    /// One observation per case served, in order; serving stops after the
+    /// first case whose observation did not end `booted`.
+    Cases(Vec<Observation>),
+}
+
+/// Boots to readiness, reads what each case asks for in turn, and shuts the
+/// machine down.
 async fn observe(
     ctx: &RunContext,
-    case: &Case,
+    cases: &[Case],
     mut machine: Machine,
     launched: tokio::time::Instant,
-) -> Observation {
-    let deadlines = Deadlines::for_case(ctx, case);
+) -> Served {
+    let deadlines = Deadlines::for_case(ctx, &cases[0]);
     let mut watch = BootWatch::since(launched);
     let now = tokio::time::Instant::now();
     let (banner, boot) = (now + deadlines.banner, now + deadlines.boot);
-    let mut observation = not_booted(ctx, BootOutcome::Booted);
-    observation.outcome = match watch.until_ready(&mut machine, banner, boot).await {
-        Wait::Ended(outcome) => outcome,
-        Wait::Ready => {
-            let host_key = watch.console.host_key.clone();
-            let port = machine.ssh_port();
-            if let Some(error) = watch.no_network.clone() {
-                machine.shutdown(Duration::from_secs(5)).await;
-                let mut observation = observation;
-                observation.outcome = BootOutcome::SshUnreachable { error };
-                fill_from_console(&mut observation, &mut watch);
-                return observation;
-            }
-            let guest = read_guest(ctx, case, (port, host_key), deadlines, &mut observation);
-            let reached = tokio::select! {
-                outcome = guest => Some(outcome),
-                _ = watch.until_fatal(&mut machine) => None,
-            };
-            match reached {
-                Some(BootOutcome::SshUnreachable { error }) => {
-                    // A guest that died under SSH shows why on its console: that
-                    // outranks the SSH error.
-                    let grace =
-                        tokio::time::timeout(deadlines.banner, watch.until_fatal(&mut machine));
-                    match grace.await {
-                        Ok(()) => watch.ended(&machine, "observation"),
-                        Err(_) => BootOutcome::SshUnreachable { error },
-                    }
-                }
-                Some(outcome) => outcome,
-                None => watch.ended(&machine, "observation"),
-            }
-        }
+    let mut served = Vec::new();
+    let outcome = match watch.until_ready(&mut machine, banner, boot).await {
+        Wait::Ended(outcome) => Some(outcome),
+        Wait::Ready => unreachable_guest(&watch),
     };
-    watch.drain(&mut machine);
-    if watch.fatal() && matches!(observation.outcome, BootOutcome::Booted) {
-        observation.outcome = watch.ended(&machine, "shutdown");
+    let ready = Mark::now(&watch);
+    let before_cases = outcome.is_some();
+    match outcome {
+        Some(outcome) => served.push((not_booted(ctx, outcome), ready)),
+        None => serve(ctx, cases, &mut machine, &mut watch, &mut served).await,
     }
-    machine.shutdown(Duration::from_secs(5)).await;
-    if let (BootOutcome::Booted, Some(first)) = (&observation.outcome, watch.console.oopses.first())
-    {
-        observation.outcome = BootOutcome::Oops {
-            line: first.clone(),
-        };
+    let mut observations = finish_boot(machine, watch, ready, served).await;
+    match (before_cases, observations.pop()) {
+        (true, Some(observation)) => Served::Boot(Box::new(observation)),
+        (_, last) => Served::Cases(observations.into_iter().chain(last).collect()),
     }
-    fill_from_console(&mut observation, &mut watch);
-    observation
 }
 
-fn fill_from_console(observation: &mut Observation, watch: &mut BootWatch) {
+/// Why SSH cannot work on a guest that printed its readiness marker, if so.
+fn unreachable_guest(watch: &BootWatch) -> Option<BootOutcome> {
+    let error = match (&watch.no_network, &watch.console.host_key) {
+        (Some(error), _) => error.clone(),
+        (None, None) => "the guest printed no host key before its readiness marker".into(),
+        (None, Some(_)) => return None,
+    };
+    Some(BootOutcome::SshUnreachable { error })
+}
+
+/// Observes each case on the ready guest, in order, until one does not end
+/// `booted`; each observation goes to `served` with where its part starts.
+async fn serve(
+    ctx: &RunContext,
+    cases: &[Case],
+    machine: &mut Machine,
+    watch: &mut BootWatch,
+    served: &mut Vec<(Observation, Mark)>,
+) {
+    let host_key = watch.console.host_key.clone().unwrap_or_default();
+    let mut ssh = None;
+    for case in cases {
+        let deadlines = Deadlines::for_case(ctx, case);
+        let start = Mark::now(watch);
+        let mut observation = not_booted(ctx, BootOutcome::Booted);
+        let door = (machine.ssh_port(), host_key.as_str());
+        let guest = read_guest(ctx, case, &mut ssh, door, deadlines, &mut observation);
+        let reached = tokio::select! {
+            outcome = guest => Some(outcome),
+            _ = watch.until_fatal(machine) => None,
+        };
+        observation.outcome = match reached {
+            Some(BootOutcome::SshUnreachable { error }) => {
+                // A guest that died under SSH shows why on its console: that
+                // outranks the SSH error.
+                let grace = tokio::time::timeout(deadlines.banner, watch.until_fatal(machine));
+                match grace.await {
+                    Ok(()) => watch.ended(machine, "observation"),
+                    Err(_) => BootOutcome::SshUnreachable { error },
+                }
+            }
+            Some(outcome) => outcome,
+            None => watch.ended(machine, "observation"),
+        };
+        let done = observation.outcome != BootOutcome::Booted;
+        served.push((observation, start));
+        if done {
+            break;
+        }
+    }
+}
+
+/// Shuts the machine down and completes each served observation from the
+/// console: a fatal event after the last observation is the last case's, and
+/// an oops in a case's part of the boot makes its outcome `oops`.
+async fn finish_boot(
+    mut machine: Machine,
+    mut watch: BootWatch,
+    ready: Mark,
+    mut served: Vec<(Observation, Mark)>,
+) -> Vec<Observation> {
+    watch.drain(&mut machine);
+    if let Some((last, _)) = served.last_mut() {
+        if watch.fatal() && last.outcome == BootOutcome::Booted {
+            last.outcome = watch.ended(&machine, "shutdown");
+        }
+    }
+    machine.shutdown(Duration::from_secs(5)).await;
     watch.finish();
-    observation.kernel_events = watch.events.clone();
+    let ends: Vec<Option<Mark>> = served.iter().skip(1).map(|(_, s)| Some(*s)).collect();
+    let parts = served.iter_mut().zip(ends.into_iter().chain([None]));
+    for ((observation, start), end) in parts {
+        fill_from_console(observation, &watch, ready, *start, end);
+        if let (BootOutcome::Booted, Some(first)) =
+            (&observation.outcome, observation.oopses.first())
+        {
+            observation.outcome = BootOutcome::Oops {
+                line: first.clone(),
+            };
+        }
+    }
+    served
+        .into_iter()
+        .map(|(observation, _)| observation)
+        .collect()
+}
+
+/// Copies what the console showed into an observation: the boot's part up to
+/// `ready`, and the case's part from `start` to `end` (the end when `None`).
+fn fill_from_console(
+    observation: &mut Observation,
+    watch: &BootWatch,
+    ready: Mark,
+    start: Mark,
+    end: Option<Mark>,
+) {
+    let part = |all: usize, boot: usize, from: usize, to: Option<usize>| {
+        let to = to.unwrap_or(all).min(all);
+        (boot.min(all), from.min(to), to)
+    };
+    let (boot, from, to) = part(
+        watch.events.len(),
+        ready.events,
+        start.events,
+        end.map(|e| e.events),
+    );
+    observation.kernel_events = watch.events[..boot].to_vec();
+    observation
+        .kernel_events
+        .extend_from_slice(&watch.events[from.max(boot)..to]);
+    let oopses = &watch.console.oopses;
+    let (boot, from, to) = part(
+        oopses.len(),
+        ready.oopses,
+        start.oopses,
+        end.map(|e| e.oopses),
+    );
+    observation.oopses = oopses[..boot].to_vec();
+    observation
+        .oopses
+        .extend_from_slice(&oopses[from.max(boot)..to]);
     let console = &watch.console;
     observation.command_line = console.command_line.clone();
     observation.unknown_params = console.unknown_params.clone();
-    observation.oopses = console.oopses.clone();
     observation.ready_seconds = watch.ready_after.map(|d| d.as_secs_f64());
 }
 
-/// The SSH part of a case; returns the outcome it reached.
+/// The SSH part of a case, connecting first if no earlier case of the boot
+/// did; returns the outcome it reached.
 async fn read_guest(
     ctx: &RunContext,
     case: &Case,
-    (port, host_key): (u16, Option<String>),
+    ssh: &mut Option<Ssh>,
+    (port, host_key): (u16, &str),
     deadlines: Deadlines,
     observation: &mut Observation,
 ) -> BootOutcome {
-    let Some(host_key) = host_key else {
-        let error = "the guest printed no host key before its readiness marker".to_string();
-        return BootOutcome::SshUnreachable { error };
-    };
-    let ssh = match connect(ctx, port, &host_key, deadlines.ssh).await {
-        Ok(ssh) => ssh,
-        Err(error) => {
-            return BootOutcome::SshUnreachable {
-                error: error.to_string(),
+    if ssh.is_none() {
+        match connect(ctx, port, host_key, deadlines.ssh).await {
+            Ok(connected) => *ssh = Some(connected),
+            Err(error) => {
+                return BootOutcome::SshUnreachable {
+                    error: error.to_string(),
+                }
             }
         }
+        info!("ssh ready");
+    }
+    let Some(ssh) = ssh.as_ref() else {
+        return BootOutcome::Booted;
     };
-    info!("ssh ready");
-    match observe_guest(&ssh, case, deadlines, observation).await {
+    match observe_guest(ssh, case, deadlines, observation).await {
         Ok(()) => BootOutcome::Booted,
         Err(outcome) => outcome,
     }

@@ -58,7 +58,7 @@ fn wait_for_qemu(tmp: &Path, needle: &str) -> i32 {
 
 /// Waits for vmgate, then returns its exit code and the whole JSON report,
 /// after checking that no QEMU and no temporary directory is left.
-fn finish_all(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
+fn finish_all(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value, String) {
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = std::fs::read_to_string(tmp.join("report.json"))
@@ -72,12 +72,13 @@ fn finish_all(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "temporary directories left: {left:?}");
-    (output.status.code(), report)
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), report, stderr)
 }
 
 /// Like [`finish_all`], for a run of one case: its observation.
 fn finish(child: Child, tmp: &Path) -> (Option<i32>, serde_json::Value) {
-    let (code, report) = finish_all(child, tmp);
+    let (code, report, _) = finish_all(child, tmp);
     (code, report["cases"][0]["observation"].clone())
 }
 
@@ -123,7 +124,7 @@ fn qemu_killed_mid_boot_is_a_qemu_error_and_other_cases_finish() {
     let pid = wait_for_qemu(tmp.path(), "console=ttyS0 panic=-1 -chardev");
     std::thread::sleep(Duration::from_millis(500));
     signal(pid, libc::SIGKILL);
-    let (code, report) = finish_all(child, tmp.path());
+    let (code, report, _) = finish_all(child, tmp.path());
     assert_eq!(code, Some(1));
     let observation = &report["cases"][0]["observation"];
     assert_eq!(observation["outcome"], "qemu-error", "{observation}");
@@ -286,4 +287,30 @@ async fn a_corrupt_initramfs_ends_the_boot_at_once_naming_the_unpacking_error() 
         started.elapsed() < Duration::from_secs(60),
         "it waited for a deadline"
     );
+}
+
+#[test]
+fn a_shared_boot_lost_mid_observation_boots_the_unserved_case_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let readers = "[[scenario]]\nname = \"first\"\ndescription = \"reads\"\n\
+                   [scenario.observe]\nprobe = true\n\
+                   [[scenario]]\nname = \"second\"\ndescription = \"reads too\"\n\
+                   [scenario.observe]\nsysctls = [\"kernel.kptr_restrict\"]\n";
+    let child = start(tmp.path(), readers);
+    let pid = wait_for_qemu(tmp.path(), "");
+    let start = Instant::now();
+    while !serial_logs_under(tmp.path()).contains("vmgate: ready") {
+        assert!(start.elapsed() < Duration::from_secs(120), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(pid, libc::SIGKILL);
+    let (code, report, log) = finish_all(child, tmp.path());
+    assert_eq!(code, Some(1));
+    assert!(log.contains("booting them alone: second"), "{log}");
+    let cases = report["cases"].as_array().unwrap();
+    let first = &cases[0]["observation"];
+    assert_eq!(first["outcome"], "qemu-error", "{first}");
+    let second = &cases[1];
+    assert_eq!(second["observation"]["outcome"], "booted", "{second}");
+    assert_eq!(second["verdict"]["verdict"], "pass", "{second}");
 }
