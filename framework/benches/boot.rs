@@ -1,8 +1,10 @@
 //! Boot timings side by side in one run, on one kernel and initramfs:
 //! bare QEMU to the guest's readiness marker (the limit) on vmgate's own argv,
 //! with `quiet` added, and on the `microvm` machine type, interleaved round by
-//! round; vmgate to the same marker, one full vmgate case, the default suite
-//! with -j1 and -j2; and vmgate's own peak memory while it runs four VMs at once.
+//! round, in wall time and in QEMU's processor time (steadier when other work
+//! shares the machine); vmgate to the same marker; one full vmgate case; the
+//! default suite with -j1 and -j2; and the peak memory of the vmgate CLI while
+//! it runs four VMs at once.
 //! Run with `cargo bench -p vmgate --bench boot`; prints medians and ratios.
 
 mod bare;
@@ -44,6 +46,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 struct Series {
     name: &'static str,
     seconds: Vec<f64>,
+    cpu_seconds: Vec<f64>,
     failures: Vec<String>,
     /// Why the variant cannot be tried here at all.
     unavailable: Option<String>,
@@ -54,6 +57,7 @@ impl Series {
         Series {
             name,
             seconds: Vec::new(),
+            cpu_seconds: Vec::new(),
             failures: Vec::new(),
             unavailable: None,
         }
@@ -64,8 +68,12 @@ impl Series {
         match boot {
             bare::Boot::Ready {
                 seconds,
+                cpu_seconds,
                 network: true,
-            } => self.seconds.push(seconds),
+            } => {
+                self.seconds.push(seconds);
+                self.cpu_seconds.push(cpu_seconds);
+            }
             bare::Boot::Ready { network: false, .. } => self.failures.push(format!(
                 "round {round}: ready, but the guest has no network device"
             )),
@@ -158,12 +166,16 @@ async fn main() {
     let several = memory::watch(vmgate).expect("watch vmgate");
 
     let limit = median(series[0].seconds.clone());
+    let cpu_limit = median(series[0].cpu_seconds.clone());
     println!("vmgate boot benchmark, {}", machine());
     println!(
         "kernel {} under {} ({})",
         kernel.release, context.host.accel, context.host.qemu_version
     );
-    println!("{:<48} {:>9} {:>8}", "measure", "seconds", "ratio");
+    println!(
+        "{:<48} {:>9} {:>8} {:>9} {:>8}",
+        "measure", "seconds", "ratio", "QEMU cpu", "ratio"
+    );
     let row = |name: &str, seconds: f64, base: f64| {
         println!("{name:<48} {seconds:>9.2} {:>8.2}", seconds / base);
     };
@@ -173,7 +185,12 @@ async fn main() {
             s.name,
             s.seconds.len()
         );
-        row(&name, median(s.seconds.clone()), limit);
+        let (seconds, cpu) = (median(s.seconds.clone()), median(s.cpu_seconds.clone()));
+        println!(
+            "{name:<48} {seconds:>9.2} {:>8.2} {cpu:>9.2} {:>8.2}",
+            seconds / limit,
+            cpu / cpu_limit
+        );
     }
     row(
         "vmgate start to readiness marker (median)",

@@ -29,8 +29,14 @@ pub struct Variant {
 
 /// How one bare boot ended.
 pub enum Boot {
-    /// The readiness marker arrived; `network` is false if the guest said it had none.
-    Ready { seconds: f64, network: bool },
+    /// The readiness marker arrived after `seconds`, QEMU having used
+    /// `cpu_seconds` of processor time; `network` is false if the guest said it
+    /// had none.
+    Ready {
+        seconds: f64,
+        cpu_seconds: f64,
+        network: bool,
+    },
     /// QEMU exited, or the deadline passed, before the marker: the last console line.
     Failed { why: String },
 }
@@ -155,7 +161,12 @@ pub fn boot(variant: &Variant) -> Boot {
         match seen.recv_timeout(left) {
             Ok(line) if line == "vmgate: ready" => {
                 let seconds = start.elapsed().as_secs_f64();
-                break Boot::Ready { seconds, network };
+                let cpu_seconds = cpu_seconds(child.id()).unwrap_or(f64::NAN);
+                break Boot::Ready {
+                    seconds,
+                    cpu_seconds,
+                    network,
+                };
             }
             Ok(line) => {
                 network &= !line.starts_with(NO_NETWORK);
@@ -176,4 +187,17 @@ pub fn boot(variant: &Variant) -> Boot {
     drop(seen);
     let _ = reader.join();
     outcome
+}
+
+/// A process's user and system time so far: less swayed than wall time by
+/// whatever else the machine runs, since TCG keeps QEMU busy until readiness.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name, which may itself hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
 }
