@@ -47,6 +47,11 @@ impl FromStr for EventPattern {
         if text.is_some_and(str::is_empty) {
             return Err(format!("`{written}`: nothing after `{kind}:`"));
         }
+        if written.chars().any(char::is_control) {
+            return Err(format!(
+                "{written:?}: a control character can never match a console line"
+            ));
+        }
         Ok(EventPattern {
             kind: kind.to_string(),
             text: text.map(str::to_string),
@@ -166,7 +171,14 @@ mod tests {
         );
         assert_eq!(pattern("console: a: b").text.as_deref(), Some("a: b"));
         assert_eq!(pattern("kernel-fault").to_string(), "kernel-fault");
-        for bad in ["", "pax", "PAX-MODE: x", "console:", "console:   "] {
+        for bad in [
+            "",
+            "pax",
+            "PAX-MODE: x",
+            "console:",
+            "console:   ",
+            "console: a\nb",
+        ] {
             assert!(bad.parse::<EventPattern>().is_err(), "{bad:?}");
         }
     }

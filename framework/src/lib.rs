@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod error;
 pub mod event_expect;
 pub mod guest_probe;
+pub mod guest_script;
 pub mod host;
 pub mod image;
 pub mod initramfs;

@@ -126,7 +126,8 @@ struct DoctorArgs {
 struct ListArgs {
     /// Scenario files or directories [default: the project's scenarios/].
     paths: Vec<PathBuf>,
-    /// Only cases whose name contains this.
+    /// Only cases whose name contains this, or any of a comma-separated list;
+    /// a part that matches no case is an error.
     #[arg(long, env = "VMGATE_FILTER")]
     filter: Option<String>,
     /// Only shard i of n (1-based), split by a stable hash of the case name.

@@ -1,6 +1,7 @@
 //! Reading the guest's sysctls in one round trip, keeping a value, an absent
 //! key and a read error distinct.
 
+use crate::guest_script::ONE_LINE;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -27,20 +28,19 @@ pub fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
-/// A guest shell script that prints one tab-separated record per key:
-/// `value KEY VALUE`, `absent KEY`, or `error KEY MESSAGE`.
-pub fn sysctl_script(keys: &[String]) -> String {
-    let mut script = String::new();
-    for key in keys {
+/// Guest shell scripts, in batches for SSH, that print one tab-separated
+/// record per key: `value KEY VALUE`, `absent KEY`, or `error KEY MESSAGE`.
+pub fn sysctl_script(keys: &[String]) -> Vec<String> {
+    crate::guest_script::batches(keys.iter().map(|key| {
         let path = shell_words::quote(&sysctl_path(key)).into_owned();
         let key = shell_words::quote(key).into_owned();
-        script.push_str(&format!(
+        let flat = format!("\"$(printf %s \"$v\" | {ONE_LINE})\"");
+        format!(
             "if [ ! -e {path} ]; then printf 'absent\\t%s\\n' {key}; \
-             elif v=$(cat {path} 2>&1); then printf 'value\\t%s\\t%s\\n' {key} \"$(echo $v)\"; \
-             else printf 'error\\t%s\\t%s\\n' {key} \"$(echo $v)\"; fi\n"
-        ));
-    }
-    script
+             elif v=$(cat {path} 2>&1); then printf 'value\\t%s\\t%s\\n' {key} {flat}; \
+             else printf 'error\\t%s\\t%s\\n' {key} {flat}; fi\n"
+        )
+    }))
 }
 
 /// Parses the script's output; keys it did not report are read errors.
@@ -131,8 +131,9 @@ mod tests {
 
     #[test]
     fn the_script_quotes_paths_and_keys() {
-        let script = sysctl_script(&keys(&["kernel.yama.ptrace_scope"]));
-        assert!(script.contains("/proc/sys/kernel/yama/ptrace_scope"));
-        assert_eq!(script.lines().count(), 1);
+        let scripts = sysctl_script(&keys(&["kernel.yama.ptrace_scope"]));
+        assert_eq!(scripts.len(), 1);
+        assert!(scripts[0].contains("/proc/sys/kernel/yama/ptrace_scope"));
+        assert_eq!(scripts[0].lines().count(), 1);
     }
 }

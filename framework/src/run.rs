@@ -118,7 +118,7 @@ pub fn load_cases(
 ) -> Result<Vec<Case>> {
     let mut cases = scenario::load(paths)?;
     if let Some(pattern) = filter {
-        cases = scenario::filter(cases, pattern);
+        cases = scenario::filter(cases, pattern).map_err(Error::Usage)?;
     }
     if let Some(shard) = shard {
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
@@ -132,12 +132,6 @@ pub fn load_cases(
 /// Runs every case and returns the results; errors are infrastructure failures.
 pub async fn run(options: &RunOptions) -> Result<RunReport> {
     let mut cases = load_cases(&options.scenarios, options.filter.as_deref(), options.shard)?;
-    if cases.is_empty() && options.shard.is_none() {
-        let filter = options.filter.as_deref().unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "no case matches --filter {filter:?}; `vmgate list` prints the cases"
-        )));
-    }
     for case in &mut cases {
         case.params.extend(options.extra_params.iter().cloned());
     }

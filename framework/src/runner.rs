@@ -557,15 +557,15 @@ async fn observe_guest(
 ) -> Result<(), BootOutcome> {
     let writes = &case.observe.sysctl_writes;
     if !writes.is_empty() {
-        let script = sysctl_write::write_script(writes);
-        let out = step(ssh, "sysctl writes", &script, deadlines.command).await?;
-        observation.sysctl_writes = sysctl_write::parse_writes(writes, &out.stdout);
+        let scripts = sysctl_write::write_script(writes);
+        let out = steps(ssh, "sysctl writes", &scripts, deadlines.command).await?;
+        observation.sysctl_writes = sysctl_write::parse_writes(writes, &out);
     }
     let keys = sysctl_keys(case);
     if !keys.is_empty() {
-        let script = probe::sysctl_script(&keys);
-        let out = step(ssh, "sysctl reads", &script, deadlines.command).await?;
-        observation.sysctls = probe::parse_sysctls(&keys, &out.stdout);
+        let scripts = probe::sysctl_script(&keys);
+        let out = steps(ssh, "sysctl reads", &scripts, deadlines.command).await?;
+        observation.sysctls = probe::parse_sysctls(&keys, &out);
     }
     for argv in &case.observe.commands {
         let line = shell_words::join(argv);
@@ -606,6 +606,20 @@ async fn observe_guest(
         observation.paxtest = Some(paxtest::parse_framed(&out.stdout));
     }
     Ok(())
+}
+
+/// Runs the scripts of one step in turn; gives their standard output joined.
+async fn steps(
+    ssh: &Ssh,
+    what: &str,
+    scripts: &[String],
+    within: Duration,
+) -> Result<String, BootOutcome> {
+    let mut stdout = String::new();
+    for script in scripts {
+        stdout.push_str(&step(ssh, what, script, within).await?.stdout);
+    }
+    Ok(stdout)
 }
 
 /// Runs one step in the guest; a failure becomes the outcome it means: no

@@ -51,8 +51,12 @@ const OBSERVE_KEYS: &str = "`sysctl_writes`, `sysctls`, `commands`, `paxtest` an
 /// The keys a `[scenario.expect]` table takes, as shown in the unknown-key message.
 const EXPECT_KEYS: &str = "`outcome`, `message`, `sysctls`, `events` and `no_events`";
 
-/// The longest value a sysctl write may carry, in bytes.
-const MAX_WRITE_VALUE: usize = 4096;
+/// The longest value a sysctl write may carry, in bytes: one write(2) of it
+/// always reaches the kernel whole.
+const MAX_WRITE_VALUE: usize = 1024;
+
+/// The longest dotted sysctl key, in bytes.
+const MAX_SYSCTL_KEY: usize = 256;
 
 /// One boot to run: a scenario, or one combination of its matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -205,18 +209,21 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Case>, ScenarioError> {
     finish(parsed).map_err(ScenarioError::Invalid)
 }
 
-/// Keeps the cases whose name contains `pattern`, or any of its comma-separated
-/// parts; an empty pattern keeps them all.
-pub fn filter(cases: Vec<Case>, pattern: &str) -> Vec<Case> {
-    let parts: Vec<&str> = pattern
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    cases
-        .into_iter()
-        .filter(|case| parts.is_empty() || parts.iter().any(|part| case.name.contains(part)))
-        .collect()
+/// Keeps the cases whose name contains any of the comma-separated parts of
+/// `pattern`. An empty part, or one that matches no case (a typo), is an error.
+pub fn filter(cases: Vec<Case>, pattern: &str) -> Result<Vec<Case>, String> {
+    let parts: Vec<&str> = pattern.split(',').map(str::trim).collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return Err(format!("--filter {pattern:?} has an empty part"));
+    }
+    let matches = |part: &str| cases.iter().any(|case| case.name.contains(part));
+    if let Some(part) = parts.iter().find(|part| !matches(part)) {
+        return Err(format!(
+            "no case matches --filter {part:?}; `vmgate list` prints the cases"
+        ));
+    }
+    let wanted = |case: &Case| parts.iter().any(|part| case.name.contains(part));
+    Ok(cases.into_iter().filter(wanted).collect())
 }
 
 impl ExpectedOutcome {
@@ -1282,11 +1289,13 @@ fn is_flag_char(c: char) -> bool {
 }
 
 /// Whether `key` is dot-separated, non-empty parts of letters, digits, `_` and `-`, which
-/// rules out `..`, a leading or trailing dot, and `/`.
+/// rules out `..`, a leading or trailing dot, and `/`, at most [`MAX_SYSCTL_KEY`] bytes.
 fn is_sysctl_key(key: &str) -> bool {
     let part_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
-    key.split('.')
-        .all(|part| !part.is_empty() && part.chars().all(part_char))
+    key.len() <= MAX_SYSCTL_KEY
+        && key
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(part_char))
 }
 
 /// Why a kernel parameter cannot go on the command line, if it cannot.
@@ -1321,10 +1330,16 @@ fn command_problem(argv: &[String]) -> Option<String> {
         Some(program) if program.is_empty() => {
             Some("a command's program name is empty".to_string())
         }
-        Some(_) => argv
-            .iter()
-            .find(|arg| arg.contains('\0'))
-            .map(|arg| format!("command argument {arg:?} contains a NUL byte")),
+        Some(_) => {
+            if let Some(arg) = argv.iter().find(|arg| arg.contains('\0')) {
+                return Some(format!("command argument {arg:?} contains a NUL byte"));
+            }
+            let length = shell_words::join(argv).len();
+            let limit = crate::guest_script::MAX_SCRIPT_BYTES;
+            (length > limit).then(|| {
+                format!("the command is {length} bytes as a shell line; the guest takes {limit}")
+            })
+        }
     }
 }
 
@@ -1487,6 +1502,14 @@ mod tests {
             ),
             ("{ key = \"a.b\", value = true }", "a string or an integer"),
             ("{ value = \"1\" }", "missing field `key`"),
+            (
+                &format!("{{ key = \"a.{}\", value = \"1\" }}", "b".repeat(300)),
+                "not a dotted",
+            ),
+            (
+                &format!("{{ key = \"a.b\", value = \"{}\" }}", "v".repeat(1025)),
+                "over 1024",
+            ),
         ];
         for (entry, wanted) in bad {
             let text = format!("{HEAD}[scenario.observe]\nsysctl_writes = [\n{entry},\n]\n");
@@ -1857,13 +1880,15 @@ paxtest = 1
     fn filter_keeps_cases_whose_name_contains_the_pattern() {
         let text = format!("{HEAD}[scenario.matrix]\nk = [\"off\", \"fast\", \"full\"]\n");
         let cases = parse(&text).expect("valid");
-        assert_eq!(
-            names(&filter(cases.clone(), "f")),
-            ["s-off", "s-fast", "s-full"]
-        );
-        assert_eq!(names(&filter(cases.clone(), "-f")), ["s-fast", "s-full"]);
-        assert_eq!(names(&filter(cases.clone(), "")).len(), 3);
-        assert!(filter(cases, "nothing").is_empty());
+        let kept = |pattern: &str| filter(cases.clone(), pattern).map(|c| names(&c).join(" "));
+        assert_eq!(kept("f").unwrap(), "s-off s-fast s-full");
+        assert_eq!(kept("-f").unwrap(), "s-fast s-full");
+        assert_eq!(kept("ast, -off").unwrap(), "s-off s-fast");
+        assert!(kept("nothing").unwrap_err().contains("\"nothing\""));
+        assert!(kept("-fast,typo").unwrap_err().contains("\"typo\""));
+        for empty in ["", ",", "s-off,"] {
+            assert!(kept(empty).unwrap_err().contains("empty part"), "{empty:?}");
+        }
     }
 
     #[test]

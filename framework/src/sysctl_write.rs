@@ -2,6 +2,7 @@
 //! applied, one it refused (locked or sticky tunables), one it took but ignored,
 //! and a key it does not have are four different results.
 
+use crate::guest_script::ONE_LINE;
 use crate::probe::sysctl_path;
 use serde::Serialize;
 use std::fmt;
@@ -134,23 +135,23 @@ fn describe(result: &WriteResult) -> String {
     }
 }
 
-/// A guest shell script that performs `writes` in order, printing one
-/// tab-separated record each: `absent N`, `ok N NOW` or `error N MESSAGE NOW`,
-/// where N is the write's index.
-pub fn write_script(writes: &[SysctlWrite]) -> String {
-    let mut script = String::new();
-    for (index, write) in writes.iter().enumerate() {
+/// Guest shell scripts, in batches for SSH, that perform `writes` in order,
+/// printing one tab-separated record each: `absent N`, `ok N NOW` or
+/// `error N MESSAGE NOW`, where N is the write's index. `cat` makes the one
+/// write(2), so its message names the errno.
+pub fn write_script(writes: &[SysctlWrite]) -> Vec<String> {
+    crate::guest_script::batches(writes.iter().enumerate().map(|(index, write)| {
         let path = shell_words::quote(&sysctl_path(&write.key)).into_owned();
         let value = shell_words::quote(&write.value).into_owned();
-        script.push_str(&format!(
+        let now = format!("\"$({ONE_LINE} < {path} 2>&1)\"");
+        let error = format!("\"$(printf %s \"$e\" | {ONE_LINE})\"");
+        format!(
             "if [ ! -e {path} ]; then printf 'absent\\t{index}\\n'; \
-             elif e=$( {{ echo {value} > {path}; }} 2>&1 ); then \
-             printf 'ok\\t{index}\\t%s\\n' \"$(echo $(cat {path} 2>&1))\"; \
-             else printf 'error\\t{index}\\t%s\\t%s\\n' \"$(echo $e)\" \
-             \"$(echo $(cat {path} 2>&1))\"; fi\n"
-        ));
-    }
-    script
+             elif e=$(printf '%s\\n' {value} | cat 2>&1 > {path}); then \
+             printf 'ok\\t{index}\\t%s\\n' {now}; \
+             else printf 'error\\t{index}\\t%s\\t%s\\n' {error} {now}; fi\n"
+        )
+    }))
 }
 
 /// Reads the script's output into one record per write, in order.
@@ -311,6 +312,7 @@ mod tests {
     #[test]
     fn the_script_quotes_values_and_keys_for_the_guest_shell() {
         let script = write_script(&[write("kernel.core_pattern", "|/bin/x $(id)", "applied")]);
+        let script = script.concat();
         assert!(script.contains("'|/bin/x $(id)'"), "{script}");
         assert!(script.contains("/proc/sys/kernel/core_pattern"), "{script}");
     }

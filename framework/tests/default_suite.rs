@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::project;
+use common::{project, qemus_under};
 
 use vmgate::host::AccelChoice;
 use vmgate::observation::BootOutcome;
@@ -45,6 +45,10 @@ fn value(v: &str) -> SysctlValue {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_suite_boots_and_matches_its_snapshots() {
+    // The run's temporary directories go here, so its QEMUs can be told from
+    // any other vmgate's on the host. This binary holds no other test.
+    let tmp = tempfile::tempdir().unwrap();
+    std::env::set_var("TMPDIR", tmp.path());
     let report = run::run(&options())
         .await
         .expect("the run itself must work");
@@ -136,18 +140,5 @@ async fn the_default_suite_boots_and_matches_its_snapshots() {
             result.verdict
         );
     }
-    assert_eq!(vmgate_qemus(), Vec::<String>::new(), "QEMU left running");
-}
-
-/// QEMU processes started by a vmgate run that still exist.
-pub fn vmgate_qemus() -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.starts_with("qemu-system") && text.contains("/vmgate-") {
-            found.push(text);
-        }
-    }
-    found
+    assert_eq!(qemus_under(tmp.path()), [], "QEMU left running");
 }

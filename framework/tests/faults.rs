@@ -314,3 +314,37 @@ fn a_shared_boot_lost_mid_observation_boots_the_unserved_case_again() {
     assert_eq!(second["observation"]["outcome"], "booted", "{second}");
     assert_eq!(second["verdict"]["verdict"], "pass", "{second}");
 }
+
+#[test]
+fn sysctl_writes_of_any_valid_size_and_shape_are_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = "v".repeat(1000);
+    let absent: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{ key = \"vmgate.nosuch{i:03}\", value = \"{big}\", \
+                 expect = \"refused or absent\" }},\n"
+            )
+        })
+        .collect();
+    let scenario = format!(
+        "{BOOTS}[scenario.observe]\nsysctl_writes = [\n{absent}\
+         {{ key = \"kernel.domainname\", value = \"-n\" }},\n\
+         {{ key = \"kernel.domainname\", value = \"-e \\\\t x\" }},\n]\n"
+    );
+    let child = start(tmp.path(), &scenario);
+    let (code, observation) = finish(child, tmp.path());
+    let writes = observation["sysctl_writes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let results: Vec<&serde_json::Value> = writes.iter().map(|w| &w["result"]).collect();
+    assert_eq!(code, Some(0), "{} {results:?}", observation["outcome"]);
+    assert_eq!(writes.len(), 42, "{results:?}");
+    assert!(
+        writes[..40].iter().all(|w| w["result"] == "absent"),
+        "{results:?}"
+    );
+    assert_eq!(writes[40]["result"], "applied", "{}", writes[40]);
+    assert_eq!(writes[41]["result"], "applied", "{}", writes[41]);
+}
