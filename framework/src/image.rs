@@ -67,7 +67,8 @@ pub fn build(cache: &Cache, dir: &Path) -> Result<Image> {
     let _lock = cache.lock(&format!("image-{key}"))?;
     if !intact(&path) {
         if path.exists() {
-            warn!(image = %path.display(), "the cached image does not match its digest; rebuilding");
+            let image = path.display();
+            warn!(%image, "the cached image does not match its digest; rebuilding");
         }
         info!(recipe = %dir.display(), packages = packages.len(), "building the guest image");
         let archive = assemble(cache, &recipe, overlay.as_deref(), &packages)?;

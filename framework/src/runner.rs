@@ -112,8 +112,8 @@ pub async fn run_case(ctx: &RunContext, case: Case) -> CaseResult {
             None => alone(ctx, case).await,
         };
         result.seconds = start.elapsed().as_secs_f64();
-        let outcome = &result.observation.outcome;
-        info!(outcome = outcome.kind(), verdict = ?result.verdict, seconds = result.seconds, "case done");
+        let (outcome, verdict) = (result.observation.outcome.kind(), &result.verdict);
+        info!(outcome, ?verdict, seconds = result.seconds, "case done");
         result
     }
     .instrument(span)
@@ -122,12 +122,10 @@ pub async fn run_case(ctx: &RunContext, case: Case) -> CaseResult {
 
 /// One case on its own boot.
 async fn alone(ctx: &RunContext, case: Case) -> CaseResult {
-    let (mut results, mut unserved) = boot_and_judge(ctx, vec![case]).await;
-    match (results.pop(), unserved.pop()) {
-        (Some(result), _) => result,
-        (None, Some(case)) => infra_failure(ctx, case, "the boot gave no observation".into()),
-        (None, None) => unreachable!("a case is either judged or given back"),
-    }
+    let fallback = case.clone();
+    let (mut results, _) = boot_and_judge(ctx, vec![case]).await;
+    let none = || infra_failure(ctx, fallback, "the boot gave no observation".into());
+    results.pop().unwrap_or_else(none)
 }
 
 /// Runs cases that share a kernel command line (see [`crate::boot_group`])
@@ -155,8 +153,9 @@ pub async fn run_group(ctx: &RunContext, cases: Vec<Case>) -> Vec<CaseResult> {
     let share = start.elapsed().as_secs_f64() / results.len().max(1) as f64;
     for result in &mut results {
         result.seconds = share;
+        let (case, verdict) = (&result.case.name, &result.verdict);
         let outcome = result.observation.outcome.kind();
-        info!(case = %result.case.name, outcome, verdict = ?result.verdict, seconds = share, "case done");
+        info!(%case, outcome, ?verdict, seconds = share, "case done");
     }
     if !unserved.is_empty() {
         let names: Vec<&str> = unserved.iter().map(|c| c.name.as_str()).collect();
