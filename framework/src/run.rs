@@ -16,9 +16,10 @@ use crate::runner::{self, CaseResult, RunContext};
 use crate::scenario::{self, Case};
 use crate::shard::Shard;
 use crate::snapshot::SnapshotPolicy;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::info;
 
 /// What `vmgate run` was asked to do.
@@ -281,7 +282,7 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
     };
     let mut groups = crate::boot_group::groups(&cases);
     groups.sort_by(|a, b| expected(b).total_cmp(&expected(a)));
-    let started = Arc::new(std::sync::Mutex::new(BTreeSet::<usize>::new()));
+    let started = Arc::new(std::sync::Mutex::new(BTreeMap::<usize, Instant>::new()));
     let mut boots = futures::stream::FuturesUnordered::new();
     for group in &groups {
         for _ in 0..plan.repeat {
@@ -290,7 +291,11 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
             let (progress, started) = (plan.progress, started.clone());
             boots.push(async move {
                 let _slot = slots.acquire_owned().await;
-                started.lock().map(|mut s| s.extend(&group)).ok();
+                let now = Instant::now();
+                started
+                    .lock()
+                    .map(|mut s| s.extend(group.iter().map(|&i| (i, now))))
+                    .ok();
                 for case in &members {
                     progress.started(&case.name);
                 }
@@ -331,13 +336,16 @@ async fn run_cases(context: &RunContext, cases: Vec<Case>, plan: Plan<'_>) -> Ve
     if let Some(by) = stopped_by {
         let started = started.lock().map(|s| s.clone()).unwrap_or_default();
         for (index, case) in cases.into_iter().enumerate() {
-            let reason = match started.contains(&index) {
-                true => format!("interrupted by {by} while it ran"),
-                false => format!("not started: the run was interrupted by {by}"),
+            let since = started.get(&index);
+            let reason = match since {
+                Some(_) => format!("interrupted by {by} while it ran"),
+                None => format!("not started: the run was interrupted by {by}"),
             };
-            results
-                .entry(index)
-                .or_insert_with(|| runner::interrupted(&context, case, reason));
+            results.entry(index).or_insert_with(|| {
+                let mut result = runner::interrupted(&context, case, reason);
+                result.seconds = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                result
+            });
         }
     }
     results.into_values().collect()

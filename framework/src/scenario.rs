@@ -1056,6 +1056,13 @@ impl<'a> FileCheck<'a> {
                 "`probe` lists no checks; write `false` to run none".into(),
             );
         }
+        let repeated = checks
+            .iter()
+            .enumerate()
+            .find(|(i, c)| checks[..*i].contains(c));
+        if let Some((_, check)) = repeated {
+            self.at(probe, format!("`probe` lists {check:?} twice"));
+        }
         if let Some(unknown) = checks.iter().find(|c| !known.contains(&c.as_str())) {
             let message = format!(
                 "`probe`: unknown check {unknown:?}; the checks are {}",
@@ -1517,6 +1524,26 @@ mod tests {
             assert_eq!(found.len(), 1, "{entry}: {found:?}");
             assert!(found[0].message.contains(wanted), "{entry}: {found:?}");
             assert_eq!(found[0].line, 6, "{entry}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn probe_takes_true_or_a_list_of_known_checks_once_each() {
+        let with = |value: &str| format!("{HEAD}[scenario.observe]\nprobe = {value}\n");
+        let cases = parse(&with("[\"vsyscall\", \"aslr\"]")).expect("valid");
+        assert!(cases[0].observe.probe);
+        assert_eq!(cases[0].observe.probe_checks, ["vsyscall", "aslr"]);
+        let bad = [
+            ("[]", "lists no checks"),
+            ("[\"nope\"]", "unknown check \"nope\""),
+            ("[\"aslr\", \"aslr\"]", "lists \"aslr\" twice"),
+            ("\"yes\"", "a list of probe check names"),
+        ];
+        for (value, wanted) in bad {
+            let found = problems(&with(value));
+            assert_eq!(found.len(), 1, "{value}: {found:?}");
+            assert!(found[0].message.contains(wanted), "{value}: {found:?}");
+            assert_eq!(found[0].line, 5, "{value}");
         }
     }
 

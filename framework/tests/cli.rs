@@ -260,6 +260,11 @@ fn assert_partial_report(tmp: &Path, finished: &str) {
         reasons.iter().any(|r| r.contains("not started")),
         "{reasons:?}"
     );
+    let running = cases.iter().find(|c| reason(c).contains("while it ran"));
+    let seconds = running
+        .and_then(|c| c["seconds"].as_f64())
+        .unwrap_or_default();
+    assert!(seconds > 0.0, "the interrupted case ran for {seconds} s");
     let junit = std::fs::read_to_string(tmp.join("junit.xml")).expect("JUnit report");
     assert!(junit.contains("errors=\"2\""), "{junit}");
 }
