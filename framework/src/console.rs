@@ -178,13 +178,13 @@ fn decode(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The messages of a whole serial log: clean lines without kernel prefixes.
+/// The clean lines of a whole serial log.
 #[must_use]
-pub fn clean_messages(serial: &[u8]) -> Vec<String> {
+pub fn clean_lines(serial: &[u8]) -> Vec<String> {
     let mut assembler = LineAssembler::new();
     let mut lines = assembler.push(serial);
     lines.extend(assembler.finish());
-    lines.iter().map(|line| message(line).to_string()).collect()
+    lines
 }
 
 /// Something the kernel or vmgate's guest side printed on the console.

@@ -115,9 +115,7 @@ fn failure(report: &RunReport, result: &CaseResult, reasons: &[String]) -> Strin
 
 /// The last `n` clean lines of a raw serial log.
 pub fn console_tail(serial: &[u8], n: usize) -> String {
-    let mut lines = crate::console::LineAssembler::new();
-    let mut all = lines.push(serial);
-    all.extend(lines.finish());
+    let all = crate::console::clean_lines(serial);
     let start = all.len().saturating_sub(n);
     all[start..].join("\n")
 }

@@ -13,7 +13,7 @@ use crate::observation::{BootOutcome, CommandResult, CommandRun, Observation};
 use crate::scenario::{Case, ExpectedOutcome};
 use crate::snapshot::{self, SnapshotPolicy, SnapshotVerdict};
 use crate::watch::{BootWatch, Wait};
-use crate::{guest_probe, paxtest, probe, sysctl_write};
+use crate::{console, guest_probe, paxtest, probe, sysctl_write};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -383,9 +383,12 @@ async fn observe(
         None => serve(ctx, cases, &mut machine, &mut watch, &mut served).await,
     }
     let mut observations = finish_boot(machine, watch, ready, served).await;
-    match (before_cases, observations.pop()) {
-        (true, Some(observation)) => Served::Boot(Box::new(observation)),
-        (_, last) => Served::Cases(observations.into_iter().chain(last).collect()),
+    match observations.pop() {
+        Some(observation) if before_cases => Served::Boot(Box::new(observation)),
+        last => {
+            observations.extend(last);
+            Served::Cases(observations)
+        }
     }
 }
 
@@ -740,7 +743,8 @@ fn event_failures(case: &Case, observation: &Observation, serial: &[u8]) -> Vec<
     if required.is_empty() && forbidden.is_empty() {
         return Vec::new();
     }
-    let console = crate::console::clean_messages(serial);
+    let lines = crate::console::clean_lines(serial);
+    let console: Vec<String> = lines.iter().map(|l| console::message(l).into()).collect();
     let seen = SeenEvents {
         kernel: &observation.kernel_events,
         unknown_params: &observation.unknown_params,
